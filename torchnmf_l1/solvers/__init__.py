@@ -1,0 +1,7 @@
+"""Built-in solvers; importing this package registers them in :mod:`torchnmf_l1.registry`."""
+
+from .base import Solver
+from .hals import AcceleratedHALS
+from .mu import MultiplicativeUpdates
+
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates"]
