@@ -9,6 +9,7 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
+from .separable import spa
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -51,6 +52,7 @@ __all__ = [
     "project_nonneg_",
     "relative_error",
     "safe_div",
+    "spa",
     "sparse_pattern_wt",
     "sparse_values",
     "support_indices",
