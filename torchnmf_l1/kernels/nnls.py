@@ -29,6 +29,31 @@ from torch import Tensor
 __all__ = ["hals_sweep_", "hals_nnls_"]
 
 
+def _scaled_statistics(A: Tensor, B: Tensor, l1: float, l2: float) -> tuple[Tensor, Tensor]:
+    # Row k of the update is  H_k <- max(0, A'_k - B'_k H)  with
+    # A' = (A - l1) / (B_kk + l2) and B' = B / (B_kk + l2) with a zero diagonal.
+    diag = (torch.diagonal(B) + l2).clamp_min(torch.finfo(B.dtype).tiny)
+    inverse = diag.reciprocal()[:, None]
+    A_scaled = (A - l1) * inverse if l1 else A * inverse
+    B_scaled = B * inverse
+    B_scaled.diagonal().zero_()
+    return A_scaled.contiguous(), B_scaled.contiguous()
+
+
+def _sweep_(H: Tensor, A_rows, B_rows, H_rows, buffer: Tensor, previous: Tensor, keep_rows_positive: bool) -> Tensor:
+    # H is contiguous; A_rows, B_rows, H_rows are the row views of A', B', H.
+    previous.copy_(H)
+    Ht = H.transpose(0, 1)
+    for k in range(len(H_rows)):
+        torch.addmv(A_rows[k], Ht, B_rows[k], alpha=-1, out=buffer)
+        torch.clamp(buffer, min=0, out=H_rows[k])
+    change = torch.sum((H - previous) ** 2)
+    if keep_rows_positive:
+        dead = H.amax(dim=1, keepdim=True) <= 0
+        H.masked_fill_(dead, 1e-16 * H.max())
+    return change
+
+
 def hals_sweep_(
     H: Tensor,
     A: Tensor,
@@ -50,28 +75,22 @@ def hals_sweep_(
     l1, l2 : float
         L1 and squared-L2 penalty weights.
     keep_rows_positive : bool
-        Replace a row that becomes exactly zero by ``1e-16 max(H)`` so that the
-        alternating scheme can revive it (Gillis and Glineur, 2012).
+        After the sweep, replace a row that became exactly zero by ``1e-16 max(H)`` so
+        that the alternating scheme can revive it (Gillis and Glineur, 2012).
 
     Returns
     -------
     Tensor
         0-dim squared Frobenius norm of the change of H (no host sync).
     """
-    r = H.shape[0]
-    tiny = torch.finfo(H.dtype).tiny
-    change = H.new_zeros(())
-    diag = torch.diagonal(B) + l2
-    for k in range(r):
-        numerator = A[k] - B[k] @ H + B[k, k] * H[k]
-        if l1:
-            numerator = numerator - l1
-        new_row = (numerator / diag[k].clamp_min(tiny)).clamp_min_(0)
-        change = change + torch.sum((new_row - H[k]) ** 2)
-        if keep_rows_positive:
-            floor = 1e-16 * H.max()
-            new_row = torch.where(new_row.max() > 0, new_row, floor.expand_as(new_row))
-        H[k] = new_row
+    A_scaled, B_scaled = _scaled_statistics(A, B, l1, l2)
+    work = H if H.is_contiguous() else H.contiguous()
+    change = _sweep_(
+        work, A_scaled.unbind(0), B_scaled.unbind(0), work.unbind(0),
+        work.new_empty(work.shape[1]), torch.empty_like(work), keep_rows_positive,
+    )
+    if work is not H:
+        H.copy_(work)
     return change
 
 
@@ -92,21 +111,34 @@ def hals_nnls_(
     ``max_sweeps`` sweeps. Each stopping test is one host sync; ``delta=0`` runs
     exactly ``max_sweeps`` sweeps with none.
 
+    The sweeps run on a contiguous copy of H with the statistics pre-scaled by the
+    diagonal of B, so that each row costs one ``addmv`` and one ``clamp`` and no
+    allocation.
+
     Returns
     -------
     int
         Number of sweeps performed.
     """
+    A_scaled, B_scaled = _scaled_statistics(A, B, l1, l2)
+    work = H if H.is_contiguous() else H.contiguous()
+    A_rows, B_rows, H_rows = A_scaled.unbind(0), B_scaled.unbind(0), work.unbind(0)
+    buffer, previous = work.new_empty(work.shape[1]), torch.empty_like(work)
     first = None
     threshold = delta * delta
+    sweeps = max_sweeps
     for sweep in range(1, max_sweeps + 1):
-        change = hals_sweep_(H, A, B, l1, l2, keep_rows_positive)
+        change = _sweep_(work, A_rows, B_rows, H_rows, buffer, previous, keep_rows_positive)
         if threshold == 0:
             continue
         if first is None:
             first = float(change)
             if first == 0.0:
-                return sweep
+                sweeps = sweep
+                break
         elif float(change) <= threshold * first:
-            return sweep
-    return max_sweeps
+            sweeps = sweep
+            break
+    if work is not H:
+        H.copy_(work)
+    return sweeps
