@@ -55,10 +55,10 @@ def main(argv=None):
     scale = W.sum(dim=0)  # show abundances in the units where each spectrum sums to 1
     fig, axes = plt.subplots(1, 5, figsize=(16, 3.2))
     for k in range(4):
-        axes[k].imshow((H[k] * scale[k]).reshape(side, side), cmap="viridis")
+        axes[k].imshow((H[k] * scale[k]).reshape(side, side).numpy(), cmap="viridis")
         axes[k].set_title(f"abundance {k + 1}")
         axes[k].axis("off")
-    axes[4].plot(W / scale)
+    axes[4].plot((W / scale).numpy())
     axes[4].set_title("endmember spectra")
     axes[4].set_xlabel("band")
     fig.suptitle(f"torchnmf_l1 quickstart: relative error {relative_error:.3%}")
