@@ -29,28 +29,47 @@ from torch import Tensor
 __all__ = ["hals_sweep_", "hals_nnls_"]
 
 
-def _scaled_statistics(A: Tensor, B: Tensor, l1: float, l2: float) -> tuple[Tensor, Tensor]:
-    # Row k of the update is  H_k <- max(0, A'_k - B'_k H)  with
-    # A' = (A - l1) / (B_kk + l2) and B' = B / (B_kk + l2) with a zero diagonal.
-    diag = (torch.diagonal(B) + l2).clamp_min(torch.finfo(B.dtype).tiny)
-    inverse = diag.reciprocal()[:, None]
-    A_scaled = (A - l1) * inverse if l1 else A * inverse
-    B_scaled = B * inverse
-    B_scaled.diagonal().zero_()
-    return A_scaled.contiguous(), B_scaled.contiguous()
+class _SweepPlan:
+    """What the row updates reuse across sweeps: row views and the scalars 1 / (B_kk + l2).
+
+    Row k of the update is ``H_k <- max(0, (A_k - l1 - B'_k H) / (B_kk + l2))`` with B' = B
+    with a zero diagonal. Every per-row operation is a BLAS call (``addmv``) or works on
+    one row, so no large element-wise parallel region runs inside a sweep: those stall
+    when the machine is shared. Reading the r diagonal entries to the host costs one
+    sync per call (as does each stopping test).
+    """
+
+    def __init__(self, H: Tensor, A: Tensor, B: Tensor, l1: float, l2: float, track_change: bool):
+        tiny = torch.finfo(B.dtype).tiny
+        self.inverse = [1.0 / max(d + l2, tiny) for d in torch.diagonal(B).tolist()]
+        self.l1 = [l1 * inv for inv in self.inverse] if l1 else None
+        B_off = B.clone()
+        B_off.diagonal().zero_()
+        self.A_rows, self.B_rows, self.H_rows = A.unbind(0), B_off.unbind(0), H.unbind(0)
+        self.Ht = H.transpose(0, 1)
+        self.buffer = H.new_empty(H.shape[1])
+        self.diff = H.new_empty(H.shape) if track_change else None
+        self.ones = H.new_ones(H.shape[1])
 
 
-def _sweep_(H: Tensor, A_rows, B_rows, H_rows, buffer: Tensor, previous: Tensor, keep_rows_positive: bool) -> Tensor:
-    # H is contiguous; A_rows, B_rows, H_rows are the row views of A', B', H.
-    previous.copy_(H)
-    Ht = H.transpose(0, 1)
-    for k in range(len(H_rows)):
-        torch.addmv(A_rows[k], Ht, B_rows[k], alpha=-1, out=buffer)
-        torch.clamp(buffer, min=0, out=H_rows[k])
-    change = torch.sum((H - previous) ** 2)
+def _sweep_(H: Tensor, plan: _SweepPlan, keep_rows_positive: bool) -> Tensor | None:
+    buffer, diff = plan.buffer, plan.diff
+    for k, (inverse, H_row) in enumerate(zip(plan.inverse, plan.H_rows)):
+        torch.addmv(plan.A_rows[k], plan.Ht, plan.B_rows[k], beta=inverse, alpha=-inverse, out=buffer)
+        if plan.l1 is not None:
+            buffer.sub_(plan.l1[k])
+        buffer.clamp_(min=0)
+        if diff is not None:
+            torch.sub(H_row, buffer, out=diff[k])
+        H_row.copy_(buffer)
+    change = None
+    if diff is not None:
+        flat = diff.view(-1)
+        change = torch.dot(flat, flat)
     if keep_rows_positive:
-        dead = H.amax(dim=1, keepdim=True) <= 0
-        H.masked_fill_(dead, 1e-16 * H.max())
+        row_sums = torch.mv(H, plan.ones)
+        floor = 1e-16 * row_sums.max() / H.shape[1]
+        H.addr_((row_sums <= 0).to(H.dtype) * floor, plan.ones)
     return change
 
 
@@ -67,7 +86,7 @@ def hals_sweep_(
     Parameters
     ----------
     H : Tensor, shape (r, n)
-        Updated in place.
+        Updated in place (it may be a transposed view, e.g. ``W.T``).
     A : Tensor, shape (r, n)
         ``W^T X``.
     B : Tensor, shape (r, r)
@@ -75,23 +94,16 @@ def hals_sweep_(
     l1, l2 : float
         L1 and squared-L2 penalty weights.
     keep_rows_positive : bool
-        After the sweep, replace a row that became exactly zero by ``1e-16 max(H)`` so
-        that the alternating scheme can revive it (Gillis and Glineur, 2012).
+        After the sweep, replace a row that became exactly zero by the constant
+        ``1e-16 max_k(sum_j H_kj) / n`` so that the alternating scheme can revive it
+        (Gillis and Glineur, 2012, use ``1e-16 max(H)``).
 
     Returns
     -------
     Tensor
         0-dim squared Frobenius norm of the change of H (no host sync).
     """
-    A_scaled, B_scaled = _scaled_statistics(A, B, l1, l2)
-    work = H if H.is_contiguous() else H.contiguous()
-    change = _sweep_(
-        work, A_scaled.unbind(0), B_scaled.unbind(0), work.unbind(0),
-        work.new_empty(work.shape[1]), torch.empty_like(work), keep_rows_positive,
-    )
-    if work is not H:
-        H.copy_(work)
-    return change
+    return _sweep_(H, _SweepPlan(H, A, B, l1, l2, True), keep_rows_positive)
 
 
 def hals_nnls_(
@@ -109,36 +121,24 @@ def hals_nnls_(
 
     Stops after sweep l when ``||H_l - H_{l-1}||_F <= delta ||H_1 - H_0||_F`` or after
     ``max_sweeps`` sweeps. Each stopping test is one host sync; ``delta=0`` runs
-    exactly ``max_sweeps`` sweeps with none.
-
-    The sweeps run on a contiguous copy of H with the statistics pre-scaled by the
-    diagonal of B, so that each row costs one ``addmv`` and one ``clamp`` and no
-    allocation.
+    exactly ``max_sweeps`` sweeps with none. H may be a transposed view (``W.T``).
 
     Returns
     -------
     int
         Number of sweeps performed.
     """
-    A_scaled, B_scaled = _scaled_statistics(A, B, l1, l2)
-    work = H if H.is_contiguous() else H.contiguous()
-    A_rows, B_rows, H_rows = A_scaled.unbind(0), B_scaled.unbind(0), work.unbind(0)
-    buffer, previous = work.new_empty(work.shape[1]), torch.empty_like(work)
-    first = None
     threshold = delta * delta
-    sweeps = max_sweeps
+    plan = _SweepPlan(H, A, B, l1, l2, track_change=threshold > 0 and max_sweeps > 1)
+    first = None
     for sweep in range(1, max_sweeps + 1):
-        change = _sweep_(work, A_rows, B_rows, H_rows, buffer, previous, keep_rows_positive)
-        if threshold == 0:
+        change = _sweep_(H, plan, keep_rows_positive)
+        if change is None:
             continue
         if first is None:
             first = float(change)
             if first == 0.0:
-                sweeps = sweep
-                break
+                return sweep
         elif float(change) <= threshold * first:
-            sweeps = sweep
-            break
-    if work is not H:
-        H.copy_(work)
-    return sweeps
+            return sweep
+    return max_sweeps

@@ -73,12 +73,10 @@ class AcceleratedHALS(Solver):
         if self.update_W:
             A = kernels.wt_x(self.H.transpose(0, 1), self.data_t.X, self.data_t.X_t)  # H X^T, r x m
             B = kernels.gram(self.H, transpose=True)
-            Wt = self.W.transpose(0, 1).contiguous()
             kernels.hals_nnls_(
-                Wt, A, B, max_sweeps=self.sweeps_W, delta=self.delta, l1=pen.l1_W, l2=pen.l2_W,
+                self.W.transpose(0, 1), A, B, max_sweeps=self.sweeps_W, delta=self.delta, l1=pen.l1_W, l2=pen.l2_W,
                 keep_rows_positive=True,
             )
-            self.W.copy_(Wt.transpose(0, 1))
         if self.update_H:
             d = self.problem.data
             A = kernels.wt_x(self.W, d.X, d.X_t)
