@@ -39,7 +39,7 @@ def _accuracy(logits, labels):
     return float((logits.argmax(dim=1) == labels).to(torch.float64).mean())
 
 
-def digits_classifier(rank=16, n_iter=40, steps=150, lr=0.02, seed=0):
+def digits_classifier(rank=16, n_iter=40, steps=150, lr=0.02, nmf_iter=200, seed=0):
     """Train the frozen-NMF and end-to-end NNLS-layer classifiers on the sklearn digits.
 
     Returns
@@ -57,7 +57,7 @@ def digits_classifier(rank=16, n_iter=40, steps=150, lr=0.02, seed=0):
     train, test = perm[:n_train], perm[n_train:]
 
     nmf = NMF(rank, solver="hals", seed=seed, dtype=torch.float64)
-    nmf.fit(X[train].T, max_iter=200, tol=0)
+    nmf.fit(X[train].T, max_iter=nmf_iter, tol=0)
     W0 = nmf.W.detach().clone()
 
     results = {"rank": rank, "n_iter": n_iter, "steps": steps, "n_train": n_train, "n_test": len(test)}
