@@ -7,8 +7,8 @@
 2. Memory at 10, 100, 1000 iterations: bytes of the tensors autograd saves for
    the backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` (each
    storage counted once, so views such as W^T do not count twice). The pack hook
-   only measures and keeps nothing, so the 1000-iteration unrolled graph is never
-   held. ``tracemalloc`` does not see torch's allocator, which is why this count is
+   keeps each saved storage alive until the count is done (as the graph would), so
+   that a freed address reused by a later tensor is not mistaken for a counted one. ``tracemalloc`` does not see torch's allocator, which is why this count is
    used on the CPU; it is the memory that the graph holds between forward and
    backward, the part that grows with ``n_iter``.
 
@@ -87,15 +87,17 @@ def time_modes(x, W, n_iter, repeats):
 
 
 def saved_bytes(x, W, backward, n_iter):
-    seen, total = set(), [0]
+    kept, total = {}, [0]
 
     def pack(t):
         storage = t.untyped_storage()
         key = storage.data_ptr()
-        if key not in seen:
-            seen.add(key)
+        if key not in kept:
+            # hold the storage, as the graph would: a freed storage's address can be reused,
+            # which would make a later tensor look like one already counted
+            kept[key] = storage
             total[0] += storage.nbytes()
-        return None  # measure only: the graph keeps nothing, no backward is run
+        return None  # the unpack side is never used: no backward is run
 
     xr, Wr = x.clone().requires_grad_(), W.clone().requires_grad_()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda _: None):
