@@ -195,3 +195,32 @@ def test_batch_on_another_device_is_rejected_and_cuda_matches_cpu():
         layer(x.cuda())
     expected = layer(x)
     torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), expected, rtol=1e-10, atol=1e-12)
+
+
+def _saved_bytes(x, W, backward, n_iter):
+    kept = {}
+
+    def pack(t):
+        kept.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage())
+        return None
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda _: None):
+        nnls_codes(x.clone().requires_grad_(), W.clone().requires_grad_(), backward=backward, n_iter=n_iter)
+    return sum(s.nbytes() for s in kept.values())
+
+
+def test_implicit_saves_the_same_memory_whatever_the_iteration_count():
+    x, W = _problem(B=32, m=10, r=4, seed=11)
+    implicit = [_saved_bytes(x, W, "implicit", n) for n in (10, 100)]
+    unrolled = [_saved_bytes(x, W, "unrolled", n) for n in (10, 100)]
+    # x, W and h only
+    assert implicit[0] == implicit[1] == (x.numel() + W.numel() + 32 * 4) * x.element_size()
+    assert unrolled[1] > 5 * unrolled[0]
+
+
+def test_float32_matches_float64():
+    x, W = _problem(B=8, seed=12)
+    h64 = nnls_codes(x, W, n_iter=300)
+    h32 = nnls_codes(x.float(), W.float(), n_iter=300)
+    assert h32.dtype == torch.float32
+    torch.testing.assert_close(h32.double(), h64, rtol=1e-4, atol=1e-5)
