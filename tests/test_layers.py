@@ -193,8 +193,14 @@ def test_batch_on_another_device_is_rejected_and_cuda_matches_cpu():
     x = torch.rand(3, 5, dtype=F64)
     with pytest.raises(ValueError, match="x is on cuda.* but W is on cpu"):
         layer(x.cuda())
-    expected = layer(x)
-    torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), expected, rtol=1e-10, atol=1e-12)
+    xr = x.clone().requires_grad_()
+    expected = layer(xr)
+    expected.square().sum().backward()
+    xc = x.cuda().requires_grad_()
+    out = layer.cuda()(xc)
+    out.square().sum().backward()
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(xc.grad.cpu(), xr.grad, rtol=1e-8, atol=1e-10)
 
 
 def _saved_bytes(x, W, backward, n_iter):
