@@ -9,6 +9,7 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
+from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_solve, nnls_mu_step, nnls_pg_solve, nnls_pg_step, nnls_stationarity
 from .separable import spa
 from .losses import (
     beta_divergence,
@@ -37,6 +38,13 @@ __all__ = [
     "hals_nnls_",
     "hals_sweep_",
     "mu_exponent",
+    "nnls_implicit_vjp",
+    "nnls_lipschitz",
+    "nnls_mu_solve",
+    "nnls_mu_step",
+    "nnls_pg_solve",
+    "nnls_pg_step",
+    "nnls_stationarity",
     "mu_update_",
     "data_sum",
     "eps_like",

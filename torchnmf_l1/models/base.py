@@ -5,13 +5,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FactorModule", "replace_parameter_"]
+__all__ = ["FactorModule", "replace_parameter_", "set_factor_"]
 
 
 def replace_parameter_(param: nn.Parameter, value: torch.Tensor) -> None:
     """Give ``param`` the data ``value`` (any shape) without replacing the Parameter object."""
     with torch.no_grad():
         param.data = value.detach().to(device=param.device, dtype=param.dtype).contiguous()
+
+
+def set_factor_(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Give ``module.<name>`` the value ``value``, through ``right_inverse`` when the tensor is parametrized.
+
+    Fixed-point solvers produce the constrained factor; a parametrized factor
+    (:mod:`torchnmf_l1.parametrize`) stores an unconstrained original, so writing the
+    solver's result into the computed tensor would be lost.
+    """
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(module, name):
+        original = getattr(module.parametrizations, name).original
+        with torch.no_grad():
+            setattr(module, name, value.detach().to(device=original.device, dtype=original.dtype).contiguous())
+    else:
+        replace_parameter_(getattr(module, name), value)
 
 
 class FactorModule(nn.Module):

@@ -23,7 +23,7 @@ from ..fit import FitResult, run_fit
 from ..init import initialize, make_generator
 from ..problem import NMFProblem, Penalties, resolve_loss
 from ..registry import default_solver, get_solver
-from .base import FactorModule, replace_parameter_
+from .base import FactorModule, replace_parameter_, set_factor_
 
 __all__ = ["NMF"]
 
@@ -274,8 +274,8 @@ class NMF(FactorModule):
                 raise FloatingPointError(
                     f"solver {self.solver!r} produced non-finite factors ({result.message}); the model keeps its previous factors"
                 )
-            replace_parameter_(self.W, solver.W)
-            replace_parameter_(self.H, solver.H)
+            set_factor_(self, "W", solver.W)
+            set_factor_(self, "H", solver.H)
         self.result_ = result
         return result
 

@@ -1,0 +1,279 @@
+r"""NNLS / NMF layers: nonnegative codes of a learnable dictionary, differentiable end to end.
+
+For an input batch x (..., m) and a dictionary W (m x r), the layer returns
+
+.. math:: h(x, W) = \arg\min_{h \ge 0}\; D(x \mid W h) + \lambda \mathbf{1}^T h
+
+with D the Frobenius loss :math:`\tfrac12\|x - Wh\|^2` (solved by FISTA projected
+gradient or by multiplicative updates) or the generalised KL divergence
+(multiplicative updates). Gradients with respect to x and W come either from
+autograd through the fixed number of solver iterations (``backward="unrolled"``,
+memory grows with ``n_iter``) or from implicit differentiation of the KKT
+conditions at the solution (``backward="implicit"``, one batched r x r solve,
+memory independent of ``n_iter``).
+
+References
+----------
+B. Amos and J. Z. Kolter, "OptNet: differentiable optimization as a layer in neural
+networks", ICML 2017.
+A. Beck and M. Teboulle, "A fast iterative shrinkage-thresholding algorithm for
+linear inverse problems", SIAM J. Imaging Sciences 2(1), 2009.
+D. D. Lee and H. S. Seung, "Algorithms for non-negative matrix factorization", NIPS 2001.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .. import kernels
+from ..data import check_dtype
+from ..init import make_generator
+
+__all__ = ["NNLSLayer", "nnls_codes"]
+
+BACKWARDS = ("unrolled", "implicit")
+# solver name -> (kernel, losses it handles, needs nonnegative x and W, default active-set tolerance)
+_SOLVERS = {
+    "pg": (lambda x, W, n_iter, loss, l1: kernels.nnls_pg_solve(x, W, n_iter, l1), ("frobenius",), False, 0.0),
+    "mu": (lambda x, W, n_iter, loss, l1: kernels.nnls_mu_solve(x, W, n_iter, loss, l1), ("frobenius", "kl"), True, 1e-4),
+}
+LOSSES = ("frobenius", "kl")
+
+
+class _ImplicitNNLS(torch.autograd.Function):
+    """h = solve(x, W) forward; implicit KKT differentiation backward (saves x, W, h only)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, W, solve, loss, active_tol):
+        return solve(x, W)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, W, _, loss, active_tol = inputs
+        ctx.save_for_backward(x, W, output)
+        ctx.loss = loss
+        ctx.active_tol = active_tol
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        x, W, h = ctx.saved_tensors
+        grad_x, grad_W = kernels.nnls_implicit_vjp(grad_h, h, x, W, ctx.loss, ctx.active_tol)
+        return grad_x, grad_W, None, None, None
+
+
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _check_options(backward, solver, loss, n_iter, l1, active_tol):
+    _check_choice(backward, "backward", BACKWARDS)
+    _check_choice(solver, "solver", tuple(_SOLVERS))
+    _check_choice(loss, "loss", LOSSES)
+    if loss not in _SOLVERS[solver][1]:
+        raise ValueError(f"solver {solver!r} does not handle loss {loss!r}; it handles {_SOLVERS[solver][1]}")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
+        raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
+    if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not math.isfinite(l1) or l1 < 0:
+        raise ValueError(f"l1 must be a finite number >= 0, got {l1!r}")
+    if active_tol is not None and (not isinstance(active_tol, (int, float)) or not 0 <= active_tol < 1):
+        raise ValueError(f"active_tol must be a number in [0, 1), got {active_tol!r}")
+
+
+def nnls_codes(
+    x: Tensor,
+    W: Tensor,
+    *,
+    backward: str = "implicit",
+    solver: str = "pg",
+    loss: str = "frobenius",
+    n_iter: int = 100,
+    l1: float = 0.0,
+    active_tol: float | None = None,
+    validate: bool = True,
+) -> Tensor:
+    r"""Nonnegative codes of ``x`` (..., m) in the dictionary ``W`` (m x r), differentiable.
+
+    .. math:: h = \arg\min_{h \ge 0} D(x \mid W h) + \lambda \mathbf{1}^T h
+
+    Parameters
+    ----------
+    x : Tensor, shape (..., m)
+        Any number of leading batch dimensions (none: a single vector).
+    W : Tensor, shape (m, r)
+        Dictionary, on x's device and of x's dtype.
+    backward : {"implicit", "unrolled"}
+    solver : {"pg", "mu"}
+        FISTA projected gradient (Frobenius only) or multiplicative updates.
+    loss : {"frobenius", "kl"}
+    n_iter : int
+        Fixed number of solver iterations.
+    l1 : float
+        Weight lambda >= 0 of the L1 penalty on the codes.
+    active_tol : float, optional
+        Relative threshold under which a code entry counts as zero in the implicit
+        backward (default 0 for ``"pg"``, 1e-4 for ``"mu"``, which never reaches 0).
+    validate : bool
+        Check that x and W are nonnegative where the solver or loss needs it (a
+        host synchronisation; switch off under ``torch.func.vmap``).
+
+    Returns
+    -------
+    Tensor, shape (..., r)
+
+    Raises
+    ------
+    ValueError
+        Bad option, W not 2-D or with a row count other than x's last dimension,
+        x and W on different devices, negative x or W where MU or KL needs
+        nonnegative data.
+    TypeError
+        x and W of different dtypes, or not floating point.
+    """
+    _check_options(backward, solver, loss, n_iter, l1, active_tol)
+    if not isinstance(x, Tensor) or not isinstance(W, Tensor):
+        raise TypeError(f"x and W must be torch tensors, got {type(x).__name__} and {type(W).__name__}")
+    if W.dim() != 2:
+        raise ValueError(f"W must be 2-D (m, r), got shape {tuple(W.shape)}")
+    if x.dim() < 1 or x.shape[-1] != W.shape[0]:
+        raise ValueError(f"x must have shape (..., {W.shape[0]}) to match W of shape {tuple(W.shape)}, got {tuple(x.shape)}")
+    if x.device != W.device:
+        raise ValueError(f"x is on {x.device} but W is on {W.device}; move x with x.to({str(W.device)!r})")
+    if not x.is_floating_point() or x.dtype != W.dtype:
+        raise TypeError(f"x must be floating point with W's dtype {W.dtype}, got {x.dtype}")
+    kernel, _, needs_nonneg, default_tol = _SOLVERS[solver]
+    if validate and (needs_nonneg or loss == "kl"):
+        for name, t in (("x", x), ("W", W)):
+            if bool((t < 0).any()):
+                raise ValueError(
+                    f"{name} has negative entries (min {float(t.min()):.3g}); solver {solver!r} with loss "
+                    f"{loss!r} needs nonnegative data"
+                )
+    batch_shape = x.shape[:-1]
+    x2 = x.reshape(-1, W.shape[0])
+    solve = functools.partial(kernel, n_iter=n_iter, loss=loss, l1=float(l1))
+    if backward == "unrolled":
+        h = solve(x2, W)
+    else:
+        tol = default_tol if active_tol is None else float(active_tol)
+        h = _ImplicitNNLS.apply(x2, W, solve, loss, tol)
+    return h.reshape(*batch_shape, W.shape[1])
+
+
+class NNLSLayer(nn.Module):
+    r"""A layer that maps inputs to their nonnegative codes in a learnable dictionary.
+
+    .. math:: h(x) = \arg\min_{h \ge 0}\; D(x \mid W h) + \lambda \mathbf{1}^T h
+
+    Parameters
+    ----------
+    in_features : int
+        m, the size of each input.
+    rank : int
+        r, the number of atoms (columns of W).
+    backward : {"implicit", "unrolled"}
+        Implicit differentiation of the KKT conditions on the active set (memory
+        independent of ``n_iter``), or autograd through the iterations.
+    solver : {"pg", "mu"}
+        FISTA projected gradient (Frobenius) or multiplicative updates (Frobenius, KL;
+        needs x >= 0).
+    loss : {"frobenius", "kl"}
+    n_iter : int
+        Fixed number of solver iterations per forward.
+    l1 : float
+        L1 penalty weight on the codes.
+    active_tol : float, optional
+        See :func:`nnls_codes`.
+    seed : int, optional
+        Seed of the uniform initialisation of W.
+    device, dtype :
+        Of W.
+
+    Attributes
+    ----------
+    W : Parameter, shape (m, r)
+        The dictionary. It is a plain parameter: keep it nonnegative during
+        training by calling :meth:`project_` (or
+        :func:`torchnmf_l1.parametrize.project_`) after each optimiser step, or
+        register a parametrization from :mod:`torchnmf_l1.parametrize`
+        (``positive(layer, "W", "softplus")``), after which ``layer.W`` is the
+        constrained tensor.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torchnmf_l1 import NNLSLayer
+    >>> layer = NNLSLayer(in_features=6, rank=3, seed=0, dtype=torch.float64)
+    >>> x = torch.rand(5, 6, dtype=torch.float64)
+    >>> h = layer(x)
+    >>> tuple(h.shape), bool((h >= 0).all())
+    ((5, 3), True)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        rank: int,
+        *,
+        backward: str = "implicit",
+        solver: str = "pg",
+        loss: str = "frobenius",
+        n_iter: int = 100,
+        l1: float = 0.0,
+        active_tol: float | None = None,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("rank", rank)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _check_options(backward, solver, loss, n_iter, l1, active_tol)
+        self.in_features, self.rank = in_features, rank
+        self.backward, self.solver, self.loss = backward, solver, loss
+        self.n_iter, self.l1, self.active_tol = n_iter, float(l1), active_tol
+        self.seed = seed
+        dtype = check_dtype(dtype) or torch.get_default_dtype()
+        self.W = nn.Parameter(torch.empty(in_features, rank, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill W with uniform [0, 1) entries (from ``seed``) and scale its columns to unit norm."""
+        W = self.parametrizations.W.original if hasattr(self, "parametrizations") else self.W
+        generator = make_generator(self.seed, W.device)
+        with torch.no_grad():
+            W.uniform_(0, 1, generator=generator)
+            W.div_(torch.linalg.vector_norm(W, dim=0).clamp_min(torch.finfo(W.dtype).tiny))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, rank={self.rank}, backward={self.backward!r}, "
+            f"solver={self.solver!r}, loss={self.loss!r}, n_iter={self.n_iter}, l1={self.l1:g}"
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Codes of x (..., m): a tensor of shape (..., r), differentiable in x and W."""
+        W = self.W
+        if tuple(W.shape) != (self.in_features, self.rank):
+            raise ValueError(
+                f"W must have shape (in_features, rank) = {(self.in_features, self.rank)}, got {tuple(W.shape)}"
+            )
+        return nnls_codes(
+            x, W, backward=self.backward, solver=self.solver, loss=self.loss, n_iter=self.n_iter,
+            l1=self.l1, active_tol=self.active_tol,
+        )
+
+    def project_(self) -> "NNLSLayer":
+        """Clamp the raw W at 0 in place (no-op when W is parametrized); call after an optimiser step."""
+        if "W" in self._parameters:
+            with torch.no_grad():
+                kernels.project_nonneg_(self.W)
+        return self
