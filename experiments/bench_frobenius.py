@@ -266,15 +266,17 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=None, help="seconds per method and data set")
     parser.add_argument("--output", default=str(ROOT / "experiments" / "results" / "bench_frobenius.json"))
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--datasets", nargs="*", default=["cbcl", "synthetic"], choices=["cbcl", "synthetic"])
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
     budget = args.budget if args.budget is not None else (3.0 if args.quick else 25.0)
 
     cbcl, cbcl_source = load_cbcl()
-    datasets = {
-        "CBCL 361x2429 r=49": (cbcl, 49, cbcl_source),
-        "synthetic 2000x1500 r=20": (make_synthetic(), 20, "rank-20 uniform product + 1% Gaussian noise, clipped at 0"),
-    }
+    datasets = {}
+    if "cbcl" in args.datasets:
+        datasets["CBCL 361x2429 r=49"] = (cbcl, 49, cbcl_source)
+    if "synthetic" in args.datasets:
+        datasets["synthetic 2000x1500 r=20"] = (make_synthetic(), 20, "rank-20 uniform product + 1% Gaussian noise, clipped at 0")
     report = {"machine": machine_info(), "threads": THREADS, "dtype": "float32", "budget_s": budget,
               "target": "relative error within 1% of the best reached by any method", "datasets": {}}
     for label, (X, r, source) in datasets.items():
