@@ -94,6 +94,7 @@ def _to_torch(X, name: str, device, dtype) -> Tensor:
             torch.from_numpy(np.asarray(csr.data)).to(target),
             size=csr.shape,
             device=device,
+            check_invariants=True,  # user data: validate the index structure once
         )
     if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
         arr = np.asarray(X)
@@ -161,6 +162,7 @@ class Data:
             rows[perm_t],
             X.values()[perm_t],
             (X.shape[1], X.shape[0]),
+            check_invariants=False,  # a permutation of a valid CSR: valid by construction
         )
         return cls(X, X_t, rows, cols, X.values(), perm_t)
 
