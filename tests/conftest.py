@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Idle OpenMP threads sleep rather than spin (set before torch loads): on a shared,
+# oversubscribed machine spinning teams make each parallel BLAS call wait for a
+# descheduled thread (the suite ran 5x slower under load without it).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 import torch

@@ -94,6 +94,7 @@ def _to_torch(X, name: str, device, dtype) -> Tensor:
             torch.from_numpy(np.asarray(csr.data)).to(target),
             size=csr.shape,
             device=device,
+            check_invariants=True,  # user data: validate the index structure once
         )
     if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
         arr = np.asarray(X)
@@ -112,7 +113,9 @@ def _drop_stored_zeros(X: Tensor) -> Tensor:
         return X
     rows, cols = support_indices(X)
     keep = values != 0
-    coo = torch.sparse_coo_tensor(torch.stack([rows[keep], cols[keep]]), values[keep], X.shape)
+    coo = torch.sparse_coo_tensor(
+        torch.stack([rows[keep], cols[keep]]), values[keep], X.shape, check_invariants=False
+    )
     return coo.coalesce().to_sparse_csr()
 
 
@@ -150,13 +153,16 @@ class Data:
         X = X if X.layout == torch.sparse_csr else X.to_sparse_csr()
         rows, cols = support_indices(X)
         order = torch.arange(rows.numel(), device=X.device)
-        perm_t = torch.sparse_coo_tensor(torch.stack([cols, rows]), order, (X.shape[1], X.shape[0]))
+        perm_t = torch.sparse_coo_tensor(
+            torch.stack([cols, rows]), order, (X.shape[1], X.shape[0]), check_invariants=False
+        )  # indices built here, in range by construction
         perm_t = perm_t.coalesce().values()
         X_t = torch.sparse_csr_tensor(
             torch.ops.aten._convert_indices_from_coo_to_csr(cols[perm_t], X.shape[1]),
             rows[perm_t],
             X.values()[perm_t],
             (X.shape[1], X.shape[0]),
+            check_invariants=False,  # a permutation of a valid CSR: valid by construction
         )
         return cls(X, X_t, rows, cols, X.values(), perm_t)
 

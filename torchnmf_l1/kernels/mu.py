@@ -46,9 +46,9 @@ def sparse_pattern_wt(
 ) -> Tensor:
     """``W^T S`` (r x n) where S has the sparsity pattern of CSR X and entries ``values`` (CSR order)."""
     if X_t is not None and perm_t is not None:
-        S_t = torch.sparse_csr_tensor(X_t.crow_indices(), X_t.col_indices(), values[perm_t], X_t.shape)
+        S_t = torch.sparse_csr_tensor(X_t.crow_indices(), X_t.col_indices(), values[perm_t], X_t.shape, check_invariants=False)
     else:
-        S_t = torch.sparse_csr_tensor(X.crow_indices(), X.col_indices(), values, X.shape).t().to_sparse_csr()
+        S_t = torch.sparse_csr_tensor(X.crow_indices(), X.col_indices(), values, X.shape, check_invariants=False).t().to_sparse_csr()
     return torch.sparse.mm(S_t, W.contiguous()).transpose(0, 1)
 
 
