@@ -10,6 +10,7 @@ from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .separable import spa
+from .weighted_median import weighted_median
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -58,6 +59,7 @@ __all__ = [
     "support_indices",
     "truncated_svd",
     "weighted_l1_loss",
+    "weighted_median",
     "wh_on_support",
     "wt_x",
     "x_ht",
