@@ -42,6 +42,7 @@ N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020.
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import torch
@@ -168,7 +169,9 @@ class SparseL1CD(_L1Base):
         data = problem.data
         if not data.sparse:
             # the terms of sCD are the nonzeros: a dense X is converted once to its support
-            data = Data.from_tensor(data.X.to_sparse_csr())
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+                data = Data.from_tensor(data.X.to_sparse_csr())
         self.data = data
         self.data_t = data.T
         self.lam = float(problem.loss.zero_weight)
