@@ -10,7 +10,7 @@ from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .separable import spa
-from .weighted_median import weighted_median
+from .weighted_median import segment_layout, weighted_median
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -53,6 +53,7 @@ __all__ = [
     "project_nonneg_",
     "relative_error",
     "safe_div",
+    "segment_layout",
     "spa",
     "sparse_pattern_wt",
     "sparse_values",
