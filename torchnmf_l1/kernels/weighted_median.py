@@ -138,7 +138,7 @@ def weighted_median(
     Signature and layouts
     ---------------------
     ``weighted_median(breakpoints, weights, offsets=None, *, segment_ids=None,
-    num_segments=None, extra_weight=None, default=None, nonneg=True) -> Tensor``
+    num_segments=None, extra_weight=None, default=None, nonneg=True, layout=None) -> Tensor``
 
     * **CSR/CSC layout**: 1-D ``breakpoints`` and ``weights`` of length N grouped by
       problem, with ``offsets`` (int64, length S + 1, ``offsets[0] = 0``,
