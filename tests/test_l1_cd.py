@@ -163,3 +163,14 @@ def test_device_and_float32(device):
     s32.step()
     assert s32.W.dtype == torch.float32
     torch.testing.assert_close(s32.objective().double().cpu(), ref.objective(), rtol=1e-4, atol=1e-6)
+
+
+def test_scd_never_forms_a_dense_m_by_n_tensor():
+    # a dense 100000 x 50000 float64 tensor would take 40 GB: sCD must work on the support only
+    m, n = 100_000, 50_000
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, m, 3000), rng.integers(0, n, 3000)
+    X = sp.csr_matrix((rng.random(3000) + 0.1, (rows, cols)), shape=(m, n))
+    model = NMF(2, loss="wl1", zero_weight=0.1, solver="scd", seed=0, dtype=torch.float64)
+    result = model.fit(X, max_iter=3, tol=0)
+    assert result.objective[-1] <= result.objective[1] + 1e-9 * abs(result.objective[1])
