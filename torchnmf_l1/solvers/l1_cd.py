@@ -99,16 +99,17 @@ def sparse_l1_sweep_(
     column_sums = F.sum(0)
     tiny = torch.finfo(F.dtype).tiny
     for p in range(r):
-        w = F[:, p][other]
+        w = F[:, p].index_select(0, other)
         g = G[p]
-        a = R + w * g[segments]
-        b = torch.where(w > 0, a / w.clamp_min(tiny), 0.0)
+        a = R + w * g.index_select(0, segments)
+        # where w = 0 the breakpoint is a finite or infinite value of weight zero: never chosen
+        b = a / w.clamp_min(tiny)
         on_support = torch.segment_reduce(w, "sum", offsets=offsets) if w.numel() else w.new_zeros(S)
         extra = (zero_weight * (column_sums[p] - on_support)).clamp_min(0)
         if l1:
             extra = extra + l1
         new = kernels.weighted_median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
-        R = a - w * new[segments]
+        R = a - w * new.index_select(0, segments)
         G[p] = new
     return R
 
