@@ -11,6 +11,7 @@ reviews.mat with r = 20 (target: under 2 s on CPU). Writes experiments/results/l
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -56,12 +57,41 @@ def describe(W, H, labels):
     return dict(words_per_topic=words.tolist(), empty_topics=empty, accuracy=accuracy(H, labels), top10_word_indices=top)
 
 
+def benchmark(cfg):
+    """Seconds per sCD iteration (L1, r = benchmark_rank) on the benchmark data, per dtype."""
+    if not (SHARED_DATA / cfg["benchmark_dataset"]).exists():
+        return None
+    X, _ = load_text(cfg["benchmark_dataset"])
+    out = []
+    for dtype_name in cfg["benchmark_dtypes"]:
+        dtype = getattr(torch, dtype_name)
+        data = prepare_data(X, dtype=dtype)
+        W, H = l1_init(data, cfg["benchmark_rank"], generator=make_generator(cfg["seed"], "cpu"))
+        solver = get_solver("scd")(NMFProblem(data, resolve_loss("l1")), W, H)
+        times = []
+        for _ in range(cfg["benchmark_iterations"]):
+            start = time.perf_counter()
+            solver.step()
+            times.append(time.perf_counter() - start)
+        out.append(dict(dataset=cfg["benchmark_dataset"], dtype=dtype_name, nnz=int(X.nnz), rank=cfg["benchmark_rank"],
+                        seconds_per_iteration=times, best=min(times), under_2s=min(times) < 2.0,
+                        threads=torch.get_num_threads(), load_average=list(os.getloadavg())))
+        print(f"one sCD iteration on {cfg['benchmark_dataset']} ({dtype_name}, nnz={X.nnz}, r={cfg['benchmark_rank']}, "
+              f"{torch.get_num_threads()} thread(s)): {[f'{t:.2f}' for t in times]} s")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config")
+    parser.add_argument("--benchmark-only", action="store_true", help="only time sCD iterations on the benchmark data")
     args = parser.parse_args(argv)
     cfg = load_config("l1_topics", args.config)
     torch.set_num_threads(cfg["threads"])
+    if args.benchmark_only:
+        bench = benchmark(cfg)
+        save("l1_topics_benchmark", {"config": cfg, "machine": machine_info(), "benchmark": bench})
+        return
     results, rows = {}, []
     for name in cfg["datasets"]:
         if not (SHARED_DATA / name).exists():
@@ -87,21 +117,7 @@ def main(argv=None):
             print("  top-10 word indices of topic 1:", info["top10_word_indices"][0])
     print()
     print_table(rows, list(rows[0]))
-    bench = None
-    if (SHARED_DATA / cfg["benchmark_dataset"]).exists():
-        X, _ = load_text(cfg["benchmark_dataset"])
-        data = prepare_data(X, dtype=torch.float64)
-        W, H = l1_init(data, cfg["benchmark_rank"], generator=make_generator(cfg["seed"], "cpu"))
-        solver = get_solver("scd")(NMFProblem(data, resolve_loss("l1")), W, H)
-        times = []
-        for _ in range(cfg["benchmark_iterations"]):
-            start = time.perf_counter()
-            solver.step()
-            times.append(time.perf_counter() - start)
-        bench = dict(dataset=cfg["benchmark_dataset"], nnz=int(X.nnz), rank=cfg["benchmark_rank"], seconds_per_iteration=times,
-                     best=min(times), under_2s=min(times) < 2.0, threads=torch.get_num_threads())
-        print(f"one sCD iteration on {cfg['benchmark_dataset']} (nnz={X.nnz}, r={cfg['benchmark_rank']}): "
-              f"{[f'{t:.2f}' for t in times]} s")
+    bench = benchmark(cfg)
     save("l1_topics", {"config": cfg, "machine": machine_info(), "rows": rows, "details": results, "benchmark": bench})
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 4))
