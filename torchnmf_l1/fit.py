@@ -168,6 +168,9 @@ def run_fit(
         if bar is not None:
             bar.close()
     result.message = message
+    extra = getattr(solver, "result_extra", None)
+    if callable(extra):
+        result.extra.update(extra())
     if warn and not result.converged and message.startswith("reached max_iter") and tol > 0 and max_iter > 0:
         warnings.warn(
             f"{result.solver}: {message} without meeting tol={tol:g}; increase max_iter or tol",

@@ -114,3 +114,47 @@ def initialize(
     if (W is not None or H is not None) and init.lower() != "custom":
         raise ValueError(f"W and H are only used with init='custom', got init={init!r}")
     return get_init(init)(data, rank, generator=generator, W=W, H=H)
+
+
+@register_init("l1-init")
+def l1_init(
+    data: Data, rank: int, *, generator: torch.Generator, hals_iter: int = 10, **_
+) -> tuple[Tensor, Tensor]:
+    r"""The reference initialisation of L1-NMF: random, scaled, balanced, then a few HALS iterations.
+
+    1. W, H uniform in [0, 1);
+    2. one scaling so that :math:`\sum_{ij}(WH)_{ij} = \sum_{ij} X_{ij}`
+       (:math:`\sum WH = \sum_k (\sum_i W_{ik})(\sum_j H_{kj})`, no m x n product);
+    3. balancing: :math:`W_{:k} \leftarrow d_k W_{:k}`, :math:`H_{k:} \leftarrow H_{k:}/d_k`
+       with :math:`d_k = \sqrt{\|H_{k:}\|_1 / \|W_{:k}\|_1}`, so the column sums of W equal
+       the row sums of H;
+    4. ``hals_iter`` iterations of Frobenius NMF by HALS (:func:`kernels.hals_nnls_`, one
+       sweep per factor), on sparse X through its support only.
+
+    Overridable: pass ``init=`` another registered name to the model, or call this
+    function with another ``hals_iter`` and give the result as ``init="custom"``.
+
+    References
+    ----------
+    N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020.
+    """
+    m, n = data.shape
+    like = dict(device=data.device, dtype=data.dtype, generator=generator)
+    W = torch.rand(m, rank, **like)
+    H = torch.rand(rank, n, **like)
+    tiny = torch.finfo(data.dtype).tiny
+    total_wh = torch.sum(W.sum(0) * H.sum(1))
+    W.mul_(kernels.data_sum(data.X) / total_wh.clamp_min(tiny))
+    d = torch.sqrt(H.sum(1) / W.sum(0).clamp_min(tiny))
+    W.mul_(d)
+    H.div_(d.clamp_min(tiny).unsqueeze(1))
+    data_t = data.T
+    for _ in range(hals_iter):
+        Wt = W.transpose(0, 1).contiguous()
+        A = kernels.wt_x(H.transpose(0, 1), data_t.X, data_t.X_t)
+        kernels.hals_nnls_(Wt, A, kernels.gram(H, transpose=True), max_sweeps=1, delta=0.0, keep_rows_positive=True)
+        W = Wt.transpose(0, 1).contiguous()
+        kernels.hals_nnls_(
+            H, kernels.wt_x(W, data.X, data.X_t), kernels.gram(W), max_sweeps=1, delta=0.0, keep_rows_positive=True
+        )
+    return W, H

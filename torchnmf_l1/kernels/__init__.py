@@ -11,6 +11,7 @@ from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_solve, nnls_mu_step, nnls_pg_solve, nnls_pg_step, nnls_stationarity
 from .separable import spa
+from .weighted_median import segment_layout, weighted_median
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -60,12 +61,14 @@ __all__ = [
     "project_nonneg_",
     "relative_error",
     "safe_div",
+    "segment_layout",
     "spa",
     "sparse_pattern_wt",
     "sparse_values",
     "support_indices",
     "truncated_svd",
     "weighted_l1_loss",
+    "weighted_median",
     "wh_on_support",
     "wt_x",
     "x_ht",

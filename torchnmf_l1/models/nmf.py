@@ -56,10 +56,11 @@ class NMF(FactorModule):
     solver : str, optional
         Name of a registered solver (:func:`torchnmf_l1.available_solvers`); by
         default the registry's default for the loss (HALS for Frobenius, MU for
-        beta-divergences).
-    init : str
+        beta-divergences, sCD for ``"l1"``/``"wl1"``).
+    init : str, optional
         Registered initialisation: ``"random"``, ``"nndsvd"``, ``"nndsvda"``,
-        ``"nndsvdar"``, ``"custom"``.
+        ``"nndsvdar"``, ``"l1-init"``, ``"custom"``; by default the solver's
+        ``default_init`` (``"nndsvda"``; ``"l1-init"`` for the L1 solvers).
     l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
         Penalty weights (>= 0).
     seed : int, optional
@@ -96,7 +97,7 @@ class NMF(FactorModule):
         beta: float | None = None,
         zero_weight: float | None = None,
         solver: str | None = None,
-        init: str = "nndsvda",
+        init: str | None = None,
         l1_reg_W: float = 0.0,
         l2_reg_W: float = 0.0,
         l1_reg_H: float = 0.0,
@@ -122,6 +123,7 @@ class NMF(FactorModule):
         self.solver_options = dict(solver_options)
         from ..registry import get_init
 
+        init = solver_cls.default_init if init is None else init
         get_init(init)
         self.init = init
         if seed is not None:

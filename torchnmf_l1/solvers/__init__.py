@@ -3,5 +3,6 @@
 from .base import Solver
 from .hals import AcceleratedHALS
 from .mu import MultiplicativeUpdates
+from .l1_cd import DenseL1CD, SparseL1CD
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates"]
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "SparseL1CD", "DenseL1CD"]

@@ -38,6 +38,7 @@ class Solver:
     losses: ClassVar[frozenset] = frozenset()
     options: ClassVar[dict] = {}
     supports_sparse: ClassVar[bool] = True
+    default_init: ClassVar[str] = "nndsvda"  # the model's init when it is given none
 
     def __init__(self, problem: NMFProblem, W: Tensor, H: Tensor, *, update_W: bool = True, update_H: bool = True, **options):
         self.check_problem(problem)

@@ -1,0 +1,274 @@
+r"""Batched, exact, segmented weighted median: the scalar step of L1 coordinate descent.
+
+For each problem (segment) :math:`s` with breakpoints :math:`b_k` and weights
+:math:`w_k \ge 0`, :math:`k \in s`, the kernel returns a minimiser of
+
+.. math:: \phi_s(x) = \sum_{k \in s} w_k |b_k - x| \; (+\; e_s |0 - x|) \qquad \text{over } x \ge 0
+
+(or over :math:`x \in \mathbb{R}` with ``nonneg=False``), where :math:`e_s` is an optional
+extra weight on a breakpoint at 0 (the collapsed zeros of a column of X in L1-NMF, plus
+an L1 penalty). Many problems of different lengths are solved in one call with no
+Python loop over problems and no host synchronisation: one sort by (segment,
+breakpoint), one cumulative sum, one ``torch.searchsorted``.
+
+Tie rule
+--------
+The *lower weighted median* is returned: after sorting a segment's breakpoints in
+increasing order with cumulative weights :math:`c_k`, the first breakpoint with
+:math:`c_k \ge \tfrac12 \sum_k w_k`. It is the smallest minimiser of :math:`\phi_s`
+(the minimisers form the interval between this breakpoint and the next one when
+:math:`c_k = \tfrac12 \sum w` exactly). A breakpoint of weight zero is never returned
+(unless all weights are zero). With ``nonneg=True`` the result is clamped at 0, which is
+the smallest minimiser over :math:`x \ge 0` since :math:`\phi_s` is convex.
+
+All weights zero, or an empty segment: :math:`\phi_s` is constant, every x is optimal,
+and ``default[s]`` is returned (the current value in coordinate descent, so that the
+iterate does not move), or 0 when ``default`` is None.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["weighted_median", "SegmentLayout", "segment_layout"]
+
+
+def _sort_key_float32(values: Tensor) -> Tensor:
+    """An int64 in [0, 2^32) with the order of the float32 ``values`` (IEEE bits, sign-flipped)."""
+    bits = values.contiguous().view(torch.int32).to(torch.int64)
+    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    return ordered + 2**31
+
+
+def _segment_order(breakpoints: Tensor, segment_ids: Tensor) -> Tensor:
+    """Permutation sorting the entries by (segment, breakpoint)."""
+    if breakpoints.dtype == torch.float32:
+        # one int64 sort on the exact lexicographic key (segment << 32) | ordered float bits
+        key = (segment_ids << 32) | _sort_key_float32(breakpoints)
+        return torch.sort(key).indices
+    # float64 has no room for the segment in 64 bits: stable sort on the breakpoints,
+    # then a stable sort on the segment ids.
+    order = torch.sort(breakpoints, stable=True).indices
+    return order[torch.sort(segment_ids[order], stable=True).indices]
+
+
+class SegmentLayout:
+    """Precomputed padded buckets of a fixed segmentation (see :func:`segment_layout`).
+
+    Segments are grouped by length into buckets of widths 1, 2, 3, 4, 6, 8, 12, ...; bucket ``k`` is an
+    ``(n_k, L_k)`` index into the entries (with the extra breakpoints appended after the
+    N entries, and one padding slot after them), so that each call sorts short rows
+    (``torch.sort(dim=1)``) instead of one long array: O(N log L) instead of
+    O(N log N), and much better parallelism. One Python step per bucket (about
+    2 log2 of the longest segment), never per problem.
+    """
+
+    def __init__(self, num_entries: int, num_segments: int, extra: bool, buckets):
+        self.num_entries = num_entries
+        self.num_segments = num_segments
+        self.extra = extra
+        self.buckets = buckets  # list of (segment ids (n_k,), gather index (n_k, L_k))
+
+
+def segment_layout(offsets: Tensor, *, extra: bool = False) -> SegmentLayout:
+    """Bucketed layout of the CSR segmentation ``offsets`` (length S + 1), built once.
+
+    This is the one place with a host synchronisation (the bucket sizes); build it
+    once per sparsity pattern and pass it to :func:`weighted_median` as ``layout=``.
+    ``extra=True`` reserves a slot for the extra breakpoint at 0 of each segment.
+    """
+    offsets = offsets.to(torch.int64)
+    device = offsets.device
+    S = offsets.numel() - 1
+    N = int(offsets[-1])
+    counts = offsets[1:] - offsets[:-1]
+    lengths = counts + int(extra)
+    # bucket widths 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (ratio <= 1.5: little padding)
+    widths = sorted({1 << k for k in range(40)} | {3 << k for k in range(40)})
+    widths = torch.tensor([x for x in widths if x <= max(2 * int(lengths.max()) if S else 1, 1)], device=device)
+    bucket = torch.searchsorted(widths, lengths.clamp_min(1))
+    buckets = []
+    pad = N + S  # index of the padding slot (breakpoint +inf, weight 0)
+    for k in torch.unique(bucket).tolist():
+        segs = torch.nonzero(bucket == k).flatten()
+        L = int(widths[k])
+        pos = torch.arange(L, device=device)
+        start = offsets[segs].unsqueeze(1)
+        cnt = counts[segs].unsqueeze(1)
+        index = torch.where(pos < cnt, start + pos, pad)
+        if extra:
+            index = torch.where(pos == cnt, N + segs.unsqueeze(1), index)
+        buckets.append((segs, index))
+    return SegmentLayout(N, S, extra, buckets)
+
+
+def _bucketed_weighted_median(b, w, layout: SegmentLayout, extra_weight, default, nonneg):
+    S, N = layout.num_segments, layout.num_entries
+    if b.numel() != N:
+        raise ValueError(f"layout was built for {N} entries, got {b.numel()}")
+    if (extra_weight is not None) != layout.extra:
+        raise ValueError("extra_weight must be given exactly when the layout was built with extra=True")
+    ext = extra_weight.to(w.dtype) if extra_weight is not None else w.new_zeros(S)
+    b_ext = torch.cat([b, b.new_zeros(S), b.new_full((1,), float("inf"))])
+    w_ext = torch.cat([w, ext, w.new_zeros(1)])
+    out = b.new_empty(S)
+    fallback = default.to(b.dtype) if default is not None else b.new_zeros(S)
+    for segs, index in layout.buckets:
+        shape = index.shape
+        flat = index.view(-1)
+        rows = b_ext.index_select(0, flat).view(shape)
+        if rows.dtype == torch.float32:
+            # sorting the order-preserving int32 image of the floats is faster than a float sort
+            bits = rows.view(torch.int32)
+            order = torch.sort(torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), dim=1).indices
+            bs = torch.gather(rows, 1, order)
+        else:
+            bs, order = torch.sort(rows, dim=1)
+        cum = torch.cumsum(torch.gather(w_ext.index_select(0, flat).view(shape), 1, order), dim=1)
+        total = cum[:, -1:]
+        idx = torch.searchsorted(cum, 0.5 * total, side="left").clamp_max(shape[1] - 1)
+        med = torch.gather(bs, 1, idx).squeeze(1)
+        out.index_copy_(0, segs, torch.where(total.squeeze(1) > 0, med, fallback.index_select(0, segs)))
+    return out.clamp_min(0) if nonneg else out
+
+
+def weighted_median(
+    breakpoints: Tensor,
+    weights: Tensor,
+    offsets: Tensor | None = None,
+    *,
+    segment_ids: Tensor | None = None,
+    num_segments: int | None = None,
+    extra_weight: Tensor | None = None,
+    default: Tensor | None = None,
+    nonneg: bool = True,
+    layout: SegmentLayout | None = None,
+) -> Tensor:
+    r"""Lower weighted median of many independent problems at once (segmented or dense).
+
+    Signature and layouts
+    ---------------------
+    ``weighted_median(breakpoints, weights, offsets=None, *, segment_ids=None,
+    num_segments=None, extra_weight=None, default=None, nonneg=True, layout=None) -> Tensor``
+
+    * **CSR/CSC layout**: 1-D ``breakpoints`` and ``weights`` of length N grouped by
+      problem, with ``offsets`` (int64, length S + 1, ``offsets[0] = 0``,
+      ``offsets[S] = N``): problem s owns entries ``offsets[s]:offsets[s+1]`` (the
+      ``crow_indices`` of a CSR matrix whose rows are the problems).
+    * **Segment ids**: 1-D inputs in any order with ``segment_ids`` (int64, values in
+      ``[0, num_segments)``) and ``num_segments`` (required, so there is no host sync).
+    * **Dense layout**: 2-D ``breakpoints`` and ``weights`` of shape (L, S) and neither
+      offsets nor segment ids: column s is problem s (every column has L terms).
+
+    Parameters
+    ----------
+    breakpoints : Tensor, float32 or float64
+        The points :math:`b_k`. Entries whose weight is zero may hold any finite value.
+    weights : Tensor, same shape, dtype and device
+        Nonnegative weights :math:`w_k` (not checked: no host sync).
+    offsets, segment_ids, num_segments
+        The segmentation, see above.
+    extra_weight : Tensor, shape (S,), optional
+        Weight :math:`e_s \ge 0` of one extra breakpoint at 0 per problem (L1-NMF: the
+        collapsed zeros of a column, :math:`\lambda(\sum_i W_{ip} - \sum_{i \in \Omega_q} W_{ip})`).
+    default : Tensor, shape (S,), optional
+        Returned where a problem's total weight is zero (or it is empty); 0 when None.
+    nonneg : bool
+        Clamp the median at 0 (minimise over :math:`x \ge 0`).
+    layout : SegmentLayout, optional
+        From :func:`segment_layout` (offsets layout only): sorts short padded rows per
+        length bucket instead of one global sort; same result, several times faster on
+        long inputs. Built once per sparsity pattern (one host sync there, none here).
+
+    Returns
+    -------
+    Tensor, shape (S,)
+        The lower weighted median of each problem, same dtype and device as ``breakpoints``.
+
+    Notes
+    -----
+    Cost O(N log N) for one sort of N (+ S) entries; cumulative weights are summed in
+    float64 so that the global cumulative sum over all segments keeps each segment's
+    half-total exact enough (float32 would lose the small segments of a long array).
+
+    References
+    ----------
+    Q. Ke and T. Kanade, "Robust L1 norm factorization in the presence of outliers and
+    missing data by alternative convex programming", CVPR 2005.
+    N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020 (chapter on L1-NMF).
+    """
+    if breakpoints.shape != weights.shape:
+        raise ValueError(f"breakpoints and weights must have the same shape, got {tuple(breakpoints.shape)} and {tuple(weights.shape)}")
+    if breakpoints.dtype not in (torch.float32, torch.float64) or weights.dtype != breakpoints.dtype:
+        raise TypeError(f"breakpoints and weights must both be float32 or float64, got {breakpoints.dtype} and {weights.dtype}")
+    if breakpoints.dim() == 2 and offsets is None and segment_ids is None:
+        return _dense_weighted_median(breakpoints, weights, extra_weight, default, nonneg)
+    if breakpoints.dim() != 1:
+        raise ValueError(f"segmented breakpoints must be 1-D, got shape {tuple(breakpoints.shape)}")
+    if layout is not None:
+        return _bucketed_weighted_median(breakpoints, weights, layout, extra_weight, default, nonneg)
+    device = breakpoints.device
+    if (offsets is None) == (segment_ids is None):
+        raise ValueError("give exactly one of offsets= and segment_ids= for 1-D breakpoints")
+    if offsets is not None:
+        offsets = offsets.to(device=device, dtype=torch.int64)
+        S = offsets.numel() - 1
+        if S < 0:
+            raise ValueError("offsets must have length >= 1 (S + 1)")
+        counts = offsets[1:] - offsets[:-1]
+        segment_ids = torch.repeat_interleave(torch.arange(S, device=device), counts, output_size=breakpoints.numel())
+    else:
+        if num_segments is None:
+            raise ValueError("segment_ids= needs num_segments=")
+        S = int(num_segments)
+        segment_ids = segment_ids.to(device=device, dtype=torch.int64)
+        counts = torch.zeros(S, device=device, dtype=torch.int64).index_add_(
+            0, segment_ids, torch.ones_like(segment_ids)
+        )
+    if extra_weight is not None:
+        if extra_weight.shape != (S,):
+            raise ValueError(f"extra_weight must have shape ({S},), got {tuple(extra_weight.shape)}")
+        breakpoints = torch.cat([breakpoints, breakpoints.new_zeros(S)])
+        weights = torch.cat([weights, extra_weight.to(weights.dtype)])
+        segment_ids = torch.cat([segment_ids, torch.arange(S, device=device)])
+        counts = counts + 1
+    ends = torch.cumsum(counts, 0)
+    starts = ends - counts
+    order = _segment_order(breakpoints, segment_ids)
+    b = breakpoints[order]
+    cum = torch.cumsum(weights[order].to(torch.float64), 0)
+    cum0 = torch.cat([cum.new_zeros(1), cum])  # cum0[k] = weight of the first k sorted entries
+    low, high = cum0[starts], cum0[ends]
+    total = high - low
+    target = low + 0.5 * total
+    idx = torch.searchsorted(cum, target, side="left")  # first k with cum0[k+1] >= target
+    last = (ends - 1).clamp_min(0)
+    idx = torch.minimum(torch.maximum(idx, starts), last).clamp_max(max(b.numel() - 1, 0))
+    if b.numel() == 0:
+        median = breakpoints.new_zeros(S)
+    else:
+        median = b[idx]
+    fallback = default.to(median.dtype) if default is not None else median.new_zeros(())
+    median = torch.where(total > 0, median, fallback)
+    return median.clamp_min(0) if nonneg else median
+
+
+def _dense_weighted_median(b: Tensor, w: Tensor, extra_weight, default, nonneg: bool) -> Tensor:
+    """Weighted median of each column of (L x S) breakpoints: a sort along dim 0."""
+    L, S = b.shape
+    if extra_weight is not None:
+        if extra_weight.shape != (S,):
+            raise ValueError(f"extra_weight must have shape ({S},), got {tuple(extra_weight.shape)}")
+        b = torch.cat([b, b.new_zeros(1, S)])
+        w = torch.cat([w, extra_weight.to(w.dtype).reshape(1, S)])
+    bs, order = torch.sort(b, dim=0)
+    cum = torch.cumsum(torch.gather(w, 0, order), dim=0)
+    total = cum[-1:] if cum.shape[0] else cum.new_zeros(1, S)
+    # first row whose cumulative weight reaches half the total, per column
+    idx = torch.searchsorted(cum.transpose(0, 1).contiguous(), (0.5 * total).transpose(0, 1).contiguous(), side="left")
+    idx = idx.clamp_max(max(cum.shape[0] - 1, 0))
+    median = torch.gather(bs, 0, idx.transpose(0, 1)).reshape(S) if cum.shape[0] else b.new_zeros(S)
+    fallback = default.to(median.dtype) if default is not None else median.new_zeros(())
+    median = torch.where(total.reshape(S) > 0, median, fallback)
+    return median.clamp_min(0) if nonneg else median
