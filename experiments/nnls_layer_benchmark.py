@@ -3,7 +3,7 @@
 1. Time (batch 1024, m = 361, r = 49, float32, CPU): the forward solve (FISTA,
    ``n_iter`` iterations, no autograd), the implicit backward (one batched r x r
    solve on the free sets) and the unrolled backward (autograd through the
-   iterations), medians over ``--repeats`` runs. Target: implicit backward <= 2x forward.
+   iterations), interleaved in each of ``--repeats`` rounds; minimum and median kept. Target: implicit backward <= 2x forward.
 2. Memory at 10, 100, 1000 iterations: bytes of the tensors autograd saves for
    the backward, counted with ``torch.autograd.graph.saved_tensors_hooks`` (each
    storage counted once, so views such as W^T do not count twice). The pack hook
@@ -52,37 +52,36 @@ def load_inputs(batch: int, rank: int, dtype):
     return x, W, source
 
 
-def timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_modes(x, W, n_iter, repeats):
-    def forward_only():
+    """Interleaved timings (forward only, implicit fwd/bwd, unrolled fwd/bwd in each repeat), so that
+    the load of a shared machine affects every mode alike; the minimum and the median are kept."""
+    weights = torch.randn(x.shape[0], W.shape[1], generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    xr, Wr = x.clone().requires_grad_(), W.clone().requires_grad_()
+    samples = {k: [] for k in ("forward", "implicit_forward", "implicit_backward", "unrolled_forward", "unrolled_backward")}
+    for _ in range(repeats + 1):  # the first round warms up and is dropped
+        start = time.perf_counter()
         with torch.no_grad():
             nnls_codes(x, W, n_iter=n_iter, validate=False)
-
-    row = {"n_iter": n_iter, "forward_s": timed(forward_only, repeats)}
-    weights = torch.randn(x.shape[0], W.shape[1], generator=torch.Generator().manual_seed(1), dtype=x.dtype)
-    for backward in ("implicit", "unrolled"):
-        xr, Wr = x.clone().requires_grad_(), W.clone().requires_grad_()
-        fwd, bwd = [], []
-        for _ in range(repeats):
+        forward = time.perf_counter() - start
+        round_ = {"forward": forward}
+        for backward in ("implicit", "unrolled"):
             xr.grad = Wr.grad = None
             start = time.perf_counter()
             loss = (nnls_codes(xr, Wr, backward=backward, n_iter=n_iter, validate=False) * weights).sum()
             middle = time.perf_counter()
             loss.backward()
-            fwd.append(middle - start)
-            bwd.append(time.perf_counter() - middle)
-        row[f"{backward}_forward_s"] = statistics.median(fwd)
-        row[f"{backward}_backward_s"] = statistics.median(bwd)
-    row["implicit_backward_over_forward"] = row["implicit_backward_s"] / row["forward_s"]
-    row["unrolled_backward_over_forward"] = row["unrolled_backward_s"] / row["forward_s"]
+            round_[f"{backward}_forward"] = middle - start
+            round_[f"{backward}_backward"] = time.perf_counter() - middle
+        if _ > 0:
+            for k, v in round_.items():
+                samples[k].append(v)
+    row = {"n_iter": n_iter}
+    for k, v in samples.items():
+        row[f"{k}_s_min"] = min(v)
+        row[f"{k}_s_median"] = statistics.median(v)
+    for backward in ("implicit", "unrolled"):
+        row[f"{backward}_backward_over_forward_min"] = row[f"{backward}_backward_s_min"] / row["forward_s_min"]
+        row[f"{backward}_backward_over_forward_median"] = row[f"{backward}_backward_s_median"] / row["forward_s_median"]
     return row
 
 
@@ -125,11 +124,13 @@ def main(argv=None):
     timing = [time_modes(x, W, n, args.repeats) for n in args.iters]
     print(f"time, batch {args.batch}, m {x.shape[1]}, r {args.rank}, float32, {args.threads} threads ({source}); "
           f"fraction of zero codes at 100 iterations: {active_fraction:.2f}")
-    print(f"{'n_iter':>7} {'forward':>9} {'impl.bwd':>9} {'ratio':>6} {'unr.fwd':>9} {'unr.bwd':>9} {'ratio':>6}")
+    print("minimum over repeats (median ratio in brackets)")
+    print(f"{'n_iter':>7} {'forward':>9} {'impl.bwd':>9} {'ratio':>13} {'unr.fwd':>9} {'unr.bwd':>9} {'ratio':>13}")
     for r in timing:
-        print(f"{r['n_iter']:>7} {r['forward_s']*1e3:>7.1f}ms {r['implicit_backward_s']*1e3:>7.1f}ms "
-              f"{r['implicit_backward_over_forward']:>6.2f} {r['unrolled_forward_s']*1e3:>7.1f}ms "
-              f"{r['unrolled_backward_s']*1e3:>7.1f}ms {r['unrolled_backward_over_forward']:>6.2f}")
+        print(f"{r['n_iter']:>7} {r['forward_s_min']*1e3:>7.1f}ms {r['implicit_backward_s_min']*1e3:>7.1f}ms "
+              f"{r['implicit_backward_over_forward_min']:>6.2f} ({r['implicit_backward_over_forward_median']:.2f}) "
+              f"{r['unrolled_forward_s_min']*1e3:>7.1f}ms {r['unrolled_backward_s_min']*1e3:>7.1f}ms "
+              f"{r['unrolled_backward_over_forward_min']:>6.2f} ({r['unrolled_backward_over_forward_median']:.2f})")
 
     memory = []
     for n in args.memory_iters:

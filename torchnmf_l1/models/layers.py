@@ -206,6 +206,15 @@ class NNLSLayer(nn.Module):
         (``positive(layer, "W", "softplus")``), after which ``layer.W`` is the
         constrained tensor.
 
+    Notes
+    -----
+    ``torch.func.vmap`` works with both backward modes (the implicit one through
+    ``generate_vmap_rule``), including ``vmap(grad(...))`` for per-sample gradients,
+    for ``solver="pg"``; with ``solver="mu"`` or ``loss="kl"`` the layer checks that x
+    and W are nonnegative, a data-dependent branch that vmap refuses: call
+    :func:`nnls_codes` with ``validate=False`` there. ``torch.compile`` traces the
+    layer (tested with the ``aot_eager`` backend; outputs and gradients equal eager).
+
     Examples
     --------
     >>> import torch
