@@ -5,6 +5,7 @@ from .exceptions import ConvergenceWarning, NotFittedError
 from .fit import FitResult, run_fit
 from .models import NMF
 from .registry import available_inits, available_solvers
+from .streaming import StreamingNMF
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __all__ = [
     "ConvergenceWarning",
     "FitResult",
     "NotFittedError",
+    "StreamingNMF",
     "available_inits",
     "available_solvers",
     "kernels",

@@ -3,5 +3,6 @@
 from .base import Solver
 from .hals import AcceleratedHALS
 from .mu import MultiplicativeUpdates
+from .streaming import OnlineHALS, StreamingHALS
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates"]
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "OnlineHALS", "StreamingHALS"]
