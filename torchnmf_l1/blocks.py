@@ -94,12 +94,14 @@ class BlockSource:
             stop = min(start + block_size, n)
             if self.kind == "sliceable":
                 block = self._X[:, start:stop]
+                if isinstance(block, np.memmap):
+                    block = self._copy_out(block)
             else:
                 block = self._X(start, stop)
             if tuple(block.shape) != (m, stop - start):
                 raise ValueError(f"block [{start}:{stop}] has shape {tuple(block.shape)}, expected {(m, stop - start)}")
             yield start, stop, block
-            self._release()
+            del block
 
     def _iter_blocks(self):
         if self._one_shot:
@@ -126,18 +128,46 @@ class BlockSource:
         elif start != self.shape[1]:
             raise ValueError(f"the blocks hold {start} columns, expected n={self.shape[1]}")
 
-    def _release(self) -> None:
+    def _copy_out(self, view: np.ndarray) -> np.ndarray:
+        """Copy a block out of a memory-mapped file, dropping the mapped pages as it goes.
+
+        A Fortran-ordered file (a column block is one byte range) is copied in chunks of
+        about 1 MiB, each chunk's pages released after it is copied, so the block costs
+        its copy plus 1 MiB; a C-ordered file is copied at once and then released.
+        """
+        out = np.empty(view.shape, dtype=view.dtype)
+        m, b = view.shape
+        step = b
+        if view.flags.f_contiguous:
+            step = max(1, (1 << 20) // max(1, m * view.itemsize))
+        for c in range(0, b, step):
+            chunk = view[:, c:c + step]
+            out[:, c:c + step] = chunk
+            self._release(chunk)
+        return out
+
+    def _release(self, view: np.ndarray | None = None) -> None:
         # Drop the pages of a memory-mapped file from this process's resident set after
         # each block (they stay in the page cache): without it a pass over a mapped file
         # grows the resident set to the file size although nothing is kept.
         mm = getattr(self._X, "_mmap", None)
         if mm is None and isinstance(self._X, np.ndarray) and isinstance(self._X.base, mmap.mmap):
             mm = self._X.base
-        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            try:
+        if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        try:
+            if view is None:
                 mm.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):  # pragma: no cover - platform dependent
-                pass
+                return
+            base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+            first = view.ctypes.data - base
+            span = sum((d - 1) * abs(st) for d, st in zip(view.shape, view.strides)) + view.itemsize
+            page = mmap.PAGESIZE
+            start = first - first % page
+            length = min(first + span - start, len(mm) - start)
+            mm.madvise(mmap.MADV_DONTNEED, start, length)
+        except (OSError, ValueError, TypeError):  # pragma: no cover - platform dependent
+            pass
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -165,13 +195,15 @@ def block_size_for_budget(
     Per block of b columns the streaming solvers hold (s = itemsize of ``dtype``,
     s_0 = itemsize of the source):
 
-    - the block read from the source, m b s_0 (a copy when it comes from a file),
-    - its conversion to ``dtype`` when s_0 != s or it must be copied, m b s,
+    - the block read from the source, m b s_0 (a copy when it comes from a file: the
+      mapped pages of a memory-mapped array are dropped right after the copy),
+    - its conversion to ``dtype`` when the dtypes differ, counted always, m b s,
     - on CUDA, two pinned host buffers and two device buffers (double buffering), 4 m b s,
     - the products W^T X_j, the block of H, and the HALS temporaries: 4 r b s;
 
     plus, independent of b, the statistics X H^T and H H^T and their new copies,
-    2 (m r + r^2) s. The factors W (m x r) and H (r x n) are *not* counted: the budget
+    2 (m r + r^2) s, and the 1 MiB chunk in which a block is copied out of a memory-mapped
+    file (:meth:`BlockSource._copy_out`). The factors W (m x r) and H (r x n) are *not* counted: the budget
     bounds the memory on top of the factors.
     """
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget <= 0:
@@ -181,7 +213,7 @@ def block_size_for_budget(
     per_column = m * s0 + m * s + 4 * rank * s
     if device_type == "cuda":
         per_column += 4 * m * s
-    fixed = 2 * (m * rank + rank * rank) * s
+    fixed = 2 * (m * rank + rank * rank) * s + (1 << 20)
     b = (memory_budget - fixed) // per_column
     if b < 1:
         raise ValueError(
@@ -211,9 +243,16 @@ def iter_device_blocks(
     """
     device = torch.device(device)
     if device.type != "cuda" or not pin_memory:
-        for start, stop, block in source.blocks(block_size):
-            yield start, stop, _to_tensor(block, dtype).to(device)
-        return
+        # no variable of this frame may hold block j while block j+1 is read
+        iterator = source.blocks(block_size)
+        while True:
+            item = next(iterator, None)
+            if item is None:
+                return
+            start, stop, tensor = item[0], item[1], _to_tensor(item[2], dtype).to(device)
+            del item
+            yield start, stop, tensor
+            del tensor
     yield from _cuda_double_buffered(source, block_size, device, dtype)
 
 

@@ -116,14 +116,15 @@ class StreamingNMF:
         """``random_init`` of :mod:`torchnmf_l1.init` with the mean of X taken by one pass."""
         total = torch.zeros((), device=self.device, dtype=self.dtype)
         for _, _, X_j in iter_device_blocks(source, block_size, self.device, self.dtype, pin_memory=self.pin_memory):
-            if bool((X_j < 0).any()):
+            if bool(X_j.min() < 0):
                 raise ValueError("X must be nonnegative, found a negative entry")
             total = total + X_j.sum()
+            del X_j
         m, n = source.shape
         like = dict(device=self.device, dtype=self.dtype, generator=generator)
         scale = torch.sqrt(total / (m * n) / self.rank)
-        W = torch.rand(m, self.rank, **like) * scale
-        H = (torch.rand(self.rank, n, **like) * scale).to(self.H_device) if keeps_H else None
+        W = torch.rand(m, self.rank, **like).mul_(scale)
+        H = torch.rand(self.rank, n, **like).mul_(scale).to(self.H_device) if keeps_H else None
         return W, H
 
     def fit(self, X, *, shape=None, max_iter: int = 100, tol: float = 1e-4, check_every: int = 1,

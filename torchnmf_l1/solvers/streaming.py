@@ -166,6 +166,7 @@ class StreamingHALS(_StreamingBase):
         for start, stop, X_j in self._blocks():
             H_view = self.H[:, start:stop]
             H_j = H_view.to(self.device, copy=H_view.device != self.device)
+            A = None
             if update_H:
                 A = kernels.wt_x(self.W, X_j)
                 kernels.hals_nnls_(
@@ -179,7 +180,8 @@ class StreamingHALS(_StreamingBase):
             H_l1.add_(H_j.sum())
             H_sq.add_(torch.sum(H_j * H_j))
             if norm is not None:
-                norm.add_(torch.sum(X_j * X_j))
+                norm.add_(torch.linalg.vector_norm(X_j).square())  # no m x b temporary
+            del X_j, H_j, H_view, A  # let the next block reuse the memory
         self.XHt, self.HHt, self.H_l1, self.H_sq = XHt, HHt, H_l1, H_sq
         if norm is not None:
             self.norm_x_sq = norm
@@ -248,10 +250,11 @@ class OnlineHALS(_StreamingBase):
             )
             self.A.mul_(rho).add_(H_t @ H_t.transpose(0, 1))
             self.B.mul_(rho).add_(X_t @ H_t.transpose(0, 1))
-            self.c.mul_(rho).add_(torch.sum(X_t * X_t))
+            self.c.mul_(rho).add_(torch.linalg.vector_norm(X_t).square())
             self.n_batches += 1
             self.weight = rho * self.weight + 1.0
             self._update_W_(self.B, self.A, int(cfg["sweeps_W"]), 0.0)
+            del X_t, H_t
 
     def objective(self) -> Tensor:
         if self.weight == 0.0:
