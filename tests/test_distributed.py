@@ -95,3 +95,14 @@ def test_column_range_covers_columns_once():
             assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1
     with pytest.raises(ValueError, match="rank must be in"):
         column_range(10, 2, 2)
+
+
+def test_solver_needs_initialised_process_group():
+    from torchnmf_l1.distributed import DistributedNMFSolver, init_distributed
+
+    with pytest.raises(RuntimeError, match="torch.distributed is not initialised"):
+        DistributedNMFSolver(torch.ones(3, 4), torch.ones(3, 2), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="backend must be 'gloo', 'nccl' or 'mpi', got 'tcp'"):
+        init_distributed("tcp")
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds, got 0"):
+        init_distributed("gloo", timeout=0)

@@ -24,7 +24,7 @@ computed (double buffering); on the CPU it converts the block and yields it.
 from __future__ import annotations
 
 import mmap
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch

@@ -101,8 +101,9 @@ class CheckpointedSolver:
     path : str or os.PathLike
     every : int
         Iterations between checkpoints (>= 1).
-    shape : tuple of int
-        Data shape written into the checkpoint.
+    shape : tuple of int, or a callable returning it
+        Data shape written into the checkpoint (a callable when the shape of a stream
+        is known only after its first pass).
     rank : int
     start_iteration : int
         Iterations already done (when resuming), so that the counter continues.
@@ -130,7 +131,8 @@ class CheckpointedSolver:
             self.save()
 
     def save(self) -> None:
-        save_checkpoint(self.path, solver=self.solver, iteration=self.iteration, shape=self.shape,
+        shape = self.shape() if callable(self.shape) else self.shape
+        save_checkpoint(self.path, solver=self.solver, iteration=self.iteration, shape=shape,
                         rank=self.rank, generator=self.generator)
 
     def objective(self):

@@ -187,7 +187,7 @@ class StreamingNMF:
             done = restore_checkpoint(state, solver, generator)
         runner = solver
         if checkpoint is not None:
-            runner = CheckpointedSolver(solver, checkpoint, every=checkpoint_every, shape=source.shape or (0, 0),
+            runner = CheckpointedSolver(solver, checkpoint, every=checkpoint_every, shape=lambda: source.shape,
                                         rank=self.rank, start_iteration=done, generator=generator)
         result = run_fit(runner, max_iter=max(max_iter - done, 0), tol=tol, check_every=check_every,
                          callbacks=callbacks, progress=progress, warn=warn)
