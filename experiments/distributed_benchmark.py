@@ -7,7 +7,7 @@ and records the wall time per iteration (the slowest rank) and the bytes it pass
 all_reduce (counted by DistributedNMFSolver.bytes_all_reduced), against the model
 m r + r^2 floats per iteration (plus one scalar per objective evaluation).
 
-Usage: python experiments/distributed_benchmark.py [--procs 1 2 4] [--m 200 --n 200000 --rank 10]
+Usage: python experiments/distributed_benchmark.py [--procs 1 2 4] [--rows 200 --cols 200000 --rank 10]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def launch(args, world, result):
     for rank in range(world):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        cmd = [sys.executable, __file__, "--worker", "--m", str(args.m), "--n", str(args.n), "--rank", str(args.rank),
+        cmd = [sys.executable, __file__, "--worker", "--rows", str(args.m), "--cols", str(args.n), "--rank", str(args.rank),
                "--iters", str(args.iters), "--threads", str(args.threads), "--result", result]
         procs.append(subprocess.Popen(cmd, env=env))
     for p in procs:
@@ -83,8 +83,8 @@ def launch(args, world, result):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
-    p.add_argument("--m", type=int, default=200)
-    p.add_argument("--n", type=int, default=200_000)
+    p.add_argument("--rows", dest="m", type=int, default=200)
+    p.add_argument("--cols", dest="n", type=int, default=200_000)
     p.add_argument("--rank", type=int, default=10)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)

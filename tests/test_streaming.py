@@ -127,6 +127,15 @@ def test_block_size_for_budget_arithmetic_and_errors():
         StreamingNMF(3, memory_budget=10**6, block_size=10)
     with pytest.raises(TypeError, match="got unexpected option"):
         StreamingNMF(3, rho=0.5)
+    X, W0, H0 = planted()
+    bad = X.numpy().copy()
+    bad[3, 100] = -1.0
+    model = StreamingNMF(R, block_size=40, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"X must be nonnegative, found a negative entry in columns \[80:120\]"):
+        model.fit(bad, W=W0, H=H0, max_iter=2)
+    assert model.W is None, "a failed fit must not leave factors behind"
+    with pytest.raises(ValueError, match="X must be nonnegative"):
+        StreamingNMF(R, block_size=40, seed=0).fit(bad, max_iter=2)
     with pytest.raises(TypeError, match="X must be an array"):
         BlockSource(3.0)
     with pytest.raises(ValueError, match="needs shape"):

@@ -164,6 +164,8 @@ class StreamingHALS(_StreamingBase):
         if update_H:
             WtW = kernels.gram(self.W)
         for start, stop, X_j in self._blocks():
+            if norm is not None and bool(X_j.min() < 0):  # first pass only: one sync per block
+                raise ValueError(f"X must be nonnegative, found a negative entry in columns [{start}:{stop}]")
             H_view = self.H[:, start:stop]
             H_j = H_view.to(self.device, copy=H_view.device != self.device)
             A = None
