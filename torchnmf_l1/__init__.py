@@ -6,6 +6,7 @@ from .fit import FitResult, run_fit
 from .models import NMF
 from .models import NNLSLayer
 from .registry import available_inits, available_solvers
+from .streaming import StreamingNMF
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "ConvergenceWarning",
     "FitResult",
     "NotFittedError",
+    "StreamingNMF",
     "available_inits",
     "available_solvers",
     "kernels",

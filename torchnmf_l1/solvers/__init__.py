@@ -2,7 +2,16 @@
 
 from .base import Solver
 from .hals import AcceleratedHALS
-from .mu import MultiplicativeUpdates
 from .l1_cd import DenseL1CD, SparseL1CD
+from .mu import MultiplicativeUpdates
+from .streaming import OnlineHALS, StreamingHALS
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "SparseL1CD", "DenseL1CD"]
+__all__ = [
+    "Solver",
+    "AcceleratedHALS",
+    "MultiplicativeUpdates",
+    "SparseL1CD",
+    "DenseL1CD",
+    "OnlineHALS",
+    "StreamingHALS",
+]

@@ -1,0 +1,266 @@
+r"""Out-of-core Frobenius NMF: exact block-streaming HALS and online (minibatch) HALS.
+
+.. math:: \min_{W, H \ge 0} \tfrac12 \|X - WH\|_F^2
+          + \lambda_1^W \|W\|_1 + \tfrac{\lambda_2^W}{2}\|W\|_F^2
+          + \lambda_1^H \|H\|_1 + \tfrac{\lambda_2^H}{2}\|H\|_F^2
+
+with X (m x n) read as column blocks X_j (:mod:`torchnmf_l1.blocks`).
+
+**Streaming HALS** (``"hals"``, exact). The W update of HALS needs only the sufficient
+statistics X H^T (m x r) and H H^T (r x r), sums over the columns; the H update is
+column-separable, so H_j depends only on X_j and W. One outer iteration is
+
+1. W update: HALS sweeps on W^T from A = (X H^T)^T, B = H H^T (statistics of the current H);
+2. one pass over the blocks: H_j <- HALS(W^T X_j, W^T W) in place, then accumulate
+   X_j H_j^T and H_j H_j^T into the statistics of the new H.
+
+This is the update order of the in-memory ``NMF(solver="hals")`` (W then H), so with
+``alpha=0`` and ``scale_init=False`` there (one sweep per factor) the two produce the same
+iterates from the same start, up to the summation order of the block sums. The statistics
+of the starting H cost one extra pass before the first iteration. One difference: the
+in-memory solver revives a row of H that is zero over *all* n columns
+(``keep_rows_positive``), which a block cannot see; streaming HALS does not revive rows
+of H (it does for W, as in-memory).
+
+The objective is evaluated from the statistics without another pass,
+:math:`\tfrac12\|X\|^2 - \langle W, XH^T\rangle + \tfrac12\langle W^TW, HH^T\rangle`
+(in float32 this difference loses relative accuracy once the fit is very good).
+
+**Online HALS** (``"online"``), after Mairal et al. (2010) with HALS as the inner solver.
+H is not kept. For each minibatch X_t: H_t <- HALS(W^T X_t, W^T W) from zero
+(``inner_sweeps`` sweeps), then
+
+.. math:: A \leftarrow \rho A + H_t H_t^T, \quad B \leftarrow \rho B + X_t H_t^T,
+          \quad W \leftarrow \mathrm{HALS}(B^T, A) \text{ on } W^T,
+
+with the **forgetting factor** :math:`\rho \in (0, 1]`: the statistics are sums over past
+minibatches, minibatch t-s weighted by :math:`\rho^s`; ``rho=1`` weighs every minibatch
+seen equally (Mairal et al.'s algorithm 2 with their :math:`\beta = 0`), ``rho < 1``
+forgets old minibatches (tracks drifting data; an effective memory of
+:math:`1/(1-\rho)` minibatches). One ``step()`` is one pass over the data. Its
+``objective()`` is the surrogate :math:`(\tfrac12 c - \langle W, B\rangle + \tfrac12
+\langle W^TW, A\rangle) / w` with c the equally forgotten sum of :math:`\|X_t\|^2` and
+:math:`w = \sum_s \rho^s` the sum of the weights: an upper bound of the weighted mean
+loss per minibatch of the past minibatches with the current W (``inf`` before the first
+minibatch).
+
+References
+----------
+N. Gillis and F. Glineur, "Accelerated multiplicative updates and hierarchical ALS
+algorithms for nonnegative matrix factorization", Neural Computation 24(4), 2012.
+J. Mairal, F. Bach, J. Ponce and G. Sapiro, "Online learning for matrix factorization
+and sparse coding", JMLR 11, 2010.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import kernels
+from ..blocks import BlockSource, iter_device_blocks
+from ..registry import register_solver
+
+__all__ = ["StreamingHALS", "OnlineHALS"]
+
+
+class _StreamingBase:
+    """Shared options and validation of the streaming solvers (not a registered solver)."""
+
+    name = "streaming"
+    options: dict = {}
+
+    def __init__(self, source: BlockSource, W: Tensor, H: Tensor | None, *, block_size: int, device, dtype,
+                 pin_memory: bool = True, **options):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise TypeError(
+                f"solver {self.name!r} got unexpected option(s) {unknown}; its options are {sorted(self.options)}"
+            )
+        self.config = {**self.options, **options}
+        self.source = source
+        self.W = W
+        self.H = H
+        self.block_size = int(block_size)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.pin_memory = pin_memory
+
+    def _blocks(self):
+        return iter_device_blocks(self.source, self.block_size, self.device, self.dtype, pin_memory=self.pin_memory)
+
+    def _update_W_(self, XHt: Tensor, HHt: Tensor, sweeps: int, delta: float) -> None:
+        Wt = self.W.transpose(0, 1).contiguous()
+        kernels.hals_nnls_(
+            Wt, XHt.transpose(0, 1), HHt, max_sweeps=sweeps, delta=delta,
+            l1=float(self.config["l1_reg_W"]), l2=float(self.config["l2_reg_W"]), keep_rows_positive=True,
+        )
+        self.W.copy_(Wt.transpose(0, 1))
+
+    def _penalty(self, H_l1: Tensor | None = None, H_sq: Tensor | None = None) -> Tensor:
+        c = self.config
+        value = c["l1_reg_W"] * self.W.sum() + 0.5 * c["l2_reg_W"] * torch.sum(self.W * self.W)
+        if H_l1 is not None:
+            value = value + c["l1_reg_H"] * H_l1 + 0.5 * c["l2_reg_H"] * H_sq
+        return value
+
+    def state_dict(self) -> dict:
+        return {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self._state().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            current = getattr(self, key)
+            if isinstance(current, Tensor):
+                current.copy_(value)
+            else:
+                setattr(self, key, value.to(self.device) if isinstance(value, Tensor) else value)
+
+
+@register_solver("hals", model="streaming")
+class StreamingHALS(_StreamingBase):
+    """Exact block-streaming HALS (module docstring).
+
+    Options
+    -------
+    sweeps_W, sweeps_H : int
+        HALS sweeps per factor and iteration (1 matches in-memory HALS with ``alpha=0``).
+    delta : float
+        Relative change under which the W sweeps stop early (as in-memory HALS). The
+        H sweeps of a block always run ``sweeps_H`` times, so that the result does not
+        depend on the block size.
+    l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
+        Penalty weights.
+    """
+
+    keeps_H = True
+    options = {"sweeps_W": 1, "sweeps_H": 1, "delta": 0.1,
+               "l1_reg_W": 0.0, "l2_reg_W": 0.0, "l1_reg_H": 0.0, "l2_reg_H": 0.0}
+
+    def __init__(self, source, W, H, **kwargs):
+        super().__init__(source, W, H, **kwargs)
+        if H is None:
+            raise ValueError("streaming HALS keeps H (r x n); pass H")
+        r = W.shape[1]
+        like = dict(device=self.device, dtype=self.dtype)
+        self.XHt = torch.zeros(W.shape[0], r, **like)
+        self.HHt = torch.zeros(r, r, **like)
+        self.norm_x_sq = torch.zeros((), **like)
+        self.H_l1 = torch.zeros((), **like)
+        self.H_sq = torch.zeros((), **like)
+        self.have_stats = False
+
+    def _state(self) -> dict:
+        return {"W": self.W, "H": self.H, "XHt": self.XHt, "HHt": self.HHt, "norm_x_sq": self.norm_x_sq,
+                "H_l1": self.H_l1, "H_sq": self.H_sq, "have_stats": self.have_stats}
+
+    def _pass_(self, update_H: bool) -> None:
+        """One pass over the blocks; updates H_j when ``update_H``; recomputes the statistics."""
+        c = self.config
+        XHt = torch.zeros_like(self.XHt)
+        HHt = torch.zeros_like(self.HHt)
+        H_l1 = torch.zeros_like(self.H_l1)
+        H_sq = torch.zeros_like(self.H_sq)
+        norm = torch.zeros_like(self.norm_x_sq) if not self.have_stats else None
+        if update_H:
+            WtW = kernels.gram(self.W)
+        for start, stop, X_j in self._blocks():
+            if norm is not None and bool(X_j.min() < 0):  # first pass only: one sync per block
+                raise ValueError(f"X must be nonnegative, found a negative entry in columns [{start}:{stop}]")
+            H_view = self.H[:, start:stop]
+            H_j = H_view.to(self.device, copy=H_view.device != self.device)
+            A = None
+            if update_H:
+                A = kernels.wt_x(self.W, X_j)
+                kernels.hals_nnls_(
+                    H_j, A, WtW, max_sweeps=int(c["sweeps_H"]), delta=0.0,
+                    l1=float(c["l1_reg_H"]), l2=float(c["l2_reg_H"]),
+                )
+                if H_j is not H_view:
+                    H_view.copy_(H_j, non_blocking=True)
+            XHt.add_(X_j @ H_j.transpose(0, 1))
+            HHt.add_(H_j @ H_j.transpose(0, 1))
+            H_l1.add_(H_j.sum())
+            H_sq.add_(torch.sum(H_j * H_j))
+            if norm is not None:
+                norm.add_(torch.linalg.vector_norm(X_j).square())  # no m x b temporary
+            del X_j, H_j, H_view, A  # let the next block reuse the memory
+        self.XHt, self.HHt, self.H_l1, self.H_sq = XHt, HHt, H_l1, H_sq
+        if norm is not None:
+            self.norm_x_sq = norm
+        self.have_stats = True
+
+    def step(self) -> None:
+        if not self.have_stats:
+            self._pass_(update_H=False)
+        self._update_W_(self.XHt, self.HHt, int(self.config["sweeps_W"]), float(self.config["delta"]))
+        self._pass_(update_H=True)
+
+    def objective(self) -> Tensor:
+        if not self.have_stats:
+            self._pass_(update_H=False)
+        W = self.W
+        fit = 0.5 * self.norm_x_sq - torch.sum(W * self.XHt) + 0.5 * torch.sum(kernels.gram(W) * self.HHt)
+        return fit + self._penalty(self.H_l1, self.H_sq)
+
+
+@register_solver("online", model="streaming")
+class OnlineHALS(_StreamingBase):
+    """Online (minibatch) HALS with a forgetting factor (module docstring).
+
+    Options
+    -------
+    rho : float in (0, 1]
+        Forgetting factor of the statistics per minibatch.
+    inner_sweeps : int
+        HALS sweeps for each minibatch's H_t (from zero).
+    sweeps_W : int
+        HALS sweeps on W after each minibatch.
+    l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
+        Penalty weights.
+    """
+
+    keeps_H = False
+    options = {"rho": 1.0, "inner_sweeps": 10, "sweeps_W": 1,
+               "l1_reg_W": 0.0, "l2_reg_W": 0.0, "l1_reg_H": 0.0, "l2_reg_H": 0.0}
+
+    def __init__(self, source, W, H=None, **kwargs):
+        super().__init__(source, W, None, **kwargs)
+        rho = self.config["rho"]
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
+            raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
+        r = W.shape[1]
+        like = dict(device=self.device, dtype=self.dtype)
+        self.A = torch.zeros(r, r, **like)
+        self.B = torch.zeros(W.shape[0], r, **like)
+        self.c = torch.zeros((), **like)
+        self.n_batches = 0
+        self.weight = 0.0
+
+    def _state(self) -> dict:
+        return {"W": self.W, "A": self.A, "B": self.B, "c": self.c, "n_batches": self.n_batches,
+                "weight": self.weight}
+
+    def step(self) -> None:
+        cfg = self.config
+        rho = float(cfg["rho"])
+        for _, _, X_t in self._blocks():
+            WtW = kernels.gram(self.W)
+            H_t = X_t.new_zeros(self.W.shape[1], X_t.shape[1])
+            kernels.hals_nnls_(
+                H_t, kernels.wt_x(self.W, X_t), WtW, max_sweeps=int(cfg["inner_sweeps"]), delta=0.0,
+                l1=float(cfg["l1_reg_H"]), l2=float(cfg["l2_reg_H"]),
+            )
+            self.A.mul_(rho).add_(H_t @ H_t.transpose(0, 1))
+            self.B.mul_(rho).add_(X_t @ H_t.transpose(0, 1))
+            self.c.mul_(rho).add_(torch.linalg.vector_norm(X_t).square())
+            self.n_batches += 1
+            self.weight = rho * self.weight + 1.0
+            self._update_W_(self.B, self.A, int(cfg["sweeps_W"]), 0.0)
+            del X_t, H_t
+
+    def objective(self) -> Tensor:
+        if self.weight == 0.0:
+            return self.c.new_full((), float("inf"))
+        W = self.W
+        surrogate = 0.5 * self.c - torch.sum(W * self.B) + 0.5 * torch.sum(kernels.gram(W) * self.A)
+        return surrogate / self.weight + self._penalty()
