@@ -21,6 +21,8 @@ from .exceptions import ConvergenceWarning
 
 __all__ = ["FitResult", "IterationInfo", "run_fit"]
 
+_NEGLIGIBLE = 1e-12
+
 
 @dataclass
 class IterationInfo:
@@ -41,7 +43,7 @@ class FitResult:
     n_iter : int
         Outer iterations performed.
     converged : bool
-        True when the relative decrease of the objective fell below ``tol``.
+        True when the relative change of the objective between two checks fell below ``tol``.
     objective : list of float
         Objective at iteration 0 and at every check.
     iterations : list of int
@@ -95,7 +97,9 @@ def run_fit(
 
     Convergence: at a check after iteration k (every ``check_every`` iterations),
     with :math:`f_p` the objective at the previous check,
-    :math:`(f_p - f_k) / \max(|f_p|, \text{tiny}) < \text{tol}`.
+    :math:`|f_p - f_k| / \max(|f_p|, \text{tiny}) < \text{tol}`, or
+    :math:`|f_p - f_k| \le 10^{-12} f_0` (an exact fit at round-off level). An increase
+    larger than ``tol`` (non-monotone solvers) is not taken as convergence.
 
     Parameters
     ----------
@@ -152,9 +156,15 @@ def run_fit(
                 if not math.isfinite(current):
                     message = f"objective became {current} at iteration {it}"
                     break
+                previous_raw = previous
                 decrease = (previous - current) / max(abs(previous), torch.finfo(torch.float64).tiny)
                 previous = current
-                if tol > 0 and decrease < tol:
+                # |change| < tol: stagnation. A larger increase (a non-monotone solver such as an
+                # accelerated gradient with restarts) is not convergence: keep iterating.
+                # A change negligible against the initial objective (an exact fit at round-off
+                # level) also counts as stagnation.
+                negligible = abs(previous_raw - current) <= _NEGLIGIBLE * abs(result.objective[0])
+                if tol > 0 and (abs(decrease) < tol or negligible):
                     result.converged = True
                     message = f"relative decrease {decrease:.3g} < tol={tol:g} at iteration {it}"
                     break
