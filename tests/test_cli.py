@@ -184,3 +184,45 @@ def test_info_and_list(tmp_path, capsys):
     assert sorted(cat["models"]["nmf"]["solvers"]) == available_solvers("nmf")
     assert cat["models"]["nmf"]["solvers"]["mu"]["losses"] == sorted(get_solver("mu").losses)
     assert main(["frobnicate"]) == 2
+
+
+def test_top_words_brute_force_and_words_figure(tmp_path):
+    from torchnmf_l1.io import plots
+
+    rng = np.random.default_rng(0)
+    W = rng.random((12, 3))
+    vocab = [f"w{i}" for i in range(12)]
+    got = plots.top_words(W, vocab, 4)
+    for k in range(3):
+        expected = [vocab[i] for i in sorted(range(12), key=lambda i: -W[i, k])[:4]]
+        assert got[k] == expected
+    path = plots.plot_top_words(W, tmp_path / "words.png", vocabulary=vocab, n_words=4)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
+    from torchnmf_l1 import cli
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG)
+    config = load_config(path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "_figures", boom)  # fails after factors.npz was written
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli.run_config(config, tmp_path / "a" / "b" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+@pytest.mark.cuda
+def test_run_on_cuda(tmp_path):
+    from torchnmf_l1.cli import run_config
+
+    path = tmp_path / "c.toml"
+    path.write_text(CONFIG)
+    config = load_config(path, ["run.device=cuda"])
+    report = run_config(config, tmp_path / "out", figures=False)
+    assert report["versions"]["device"] == "cuda" and report["relative_error"] < 0.05
+    assert np.load(tmp_path / "out" / "factors.npz")["W"].shape == (20, 3)
