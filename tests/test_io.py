@@ -123,3 +123,10 @@ def test_urban_pixels_are_column_major():
     cube = matrix_to_cube(ds.X[:1], ds.image_shape, order=ds.order)[0]
     # column-major: pixel k sits at row k % 77, column k // 77
     assert cube[5, 2] == ds.X[0, 2 * 77 + 5]
+
+
+def test_mat_v73_without_h5py_names_the_package(tmp_path, monkeypatch):
+    (tmp_path / "c.mat").write_bytes(b"MATLAB 7.3 MAT-file".ljust(512, b" "))
+    monkeypatch.setitem(__import__("sys").modules, "h5py", None)  # import h5py now fails
+    with pytest.raises(DataError, match=r"c.mat is a MATLAB v7.3 \(HDF5\) file: reading it needs h5py"):
+        load_data(tmp_path / "c.mat")

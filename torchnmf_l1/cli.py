@@ -23,6 +23,7 @@ import inspect
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -301,13 +302,20 @@ def run_config(config: dict, output, *, progress: bool = False, figures: bool = 
     return report
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"torchnmf-l1: {category.__name__}: {message}", file=sys.stderr)
+
+
 def _cmd_run(args) -> int:
     from .config import load_config
 
     config = load_config(args.config, _overrides(args))
     output = config["run"]["output"] or str(Path("runs") / config["run"]["name"])
     quiet = args.quiet or args.quiet_run
-    report = run_config(config, output, progress=not quiet, figures=not args.no_figures, overwrite=args.overwrite)
+    with warnings.catch_warnings():
+        # warnings (e.g. ConvergenceWarning) as one line each, without the source line
+        warnings.showwarning = _one_line_warning
+        report = run_config(config, output, progress=not quiet, figures=not args.no_figures, overwrite=args.overwrite)
     if not quiet:
         err = report.get("relative_error")
         line = f"{report['name']}: {report.get('message', 'done')} in {report['seconds']:.2f}s"
