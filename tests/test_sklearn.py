@@ -1,0 +1,90 @@
+"""The scikit-learn estimator: sklearn's own estimator checks, a peer comparison, pipelines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from torchnmf_l1.sklearn import TorchNMF  # noqa: E402
+
+# Every applicable check of scikit-learn 1.9 passes; none is expected to fail. The only
+# check not run is check_array_api_input, which sklearn itself skips unless the
+# SCIPY_ARRAY_API environment variable is set (the estimator takes NumPy / SciPy input).
+EXPECTED_FAILED = {}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny problems on a shared machine: one thread avoids thread spin contention
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@parametrize_with_checks([TorchNMF(random_state=0)], expected_failed_checks=lambda est: EXPECTED_FAILED)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def _planted(n_samples=60, n_features=30, rank=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n_samples, rank)) @ rng.random((rank, n_features))
+
+
+def test_matches_sklearn_nmf_on_planted_data():
+    from sklearn.decomposition import NMF as SkNMF
+
+    X = _planted()
+    ours = TorchNMF(4, random_state=0, max_iter=500, tol=1e-8)
+    W = ours.fit_transform(X)
+    theirs = SkNMF(4, init="nndsvda", max_iter=500, tol=1e-8, random_state=0).fit(X)
+    assert W.shape == (60, 4) and ours.components_.shape == (4, 30)
+    assert (W >= 0).all() and (ours.components_ >= 0).all()
+    rel_ours = np.linalg.norm(X - W @ ours.components_) / np.linalg.norm(X)
+    rel_theirs = theirs.reconstruction_err_ / np.linalg.norm(X)
+    assert rel_ours < 1e-2, rel_ours
+    assert rel_ours <= rel_theirs * 1.5 + 1e-4, (rel_ours, rel_theirs)
+    np.testing.assert_allclose(ours.inverse_transform(W), W @ ours.components_)
+    np.testing.assert_allclose(ours.reconstruction_err_, np.linalg.norm(X - W @ ours.components_), rtol=1e-6)
+    # transform of the training samples recovers (nearly) the same coefficients
+    np.testing.assert_allclose(ours.transform(X) @ ours.components_, X, atol=5e-2 * X.max())
+
+
+def test_sparse_input_and_kl_loss():
+    import scipy.sparse
+
+    X = scipy.sparse.random(40, 25, density=0.3, random_state=0, format="csr") * 5
+    est = TorchNMF(3, loss="kl", random_state=0, max_iter=100)
+    W = est.fit_transform(X)
+    assert W.shape == (40, 3) and np.isfinite(W).all() and est.model_.solver == "mu"
+
+
+def test_grid_search_in_a_pipeline():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+
+    X = _planted(40, 20, 3)
+
+    def score(pipe, X, y=None):
+        nmf = pipe[-1]
+        return -np.linalg.norm(X - nmf.inverse_transform(nmf.transform(X)))
+
+    grid = GridSearchCV(make_pipeline(TorchNMF(random_state=0, max_iter=100)), {"torchnmf__n_components": [1, 3]}, cv=2, scoring=score)
+    grid.fit(X)
+    assert grid.best_params_ == {"torchnmf__n_components": 3}  # the planted rank fits best
+    assert grid.best_estimator_[-1].get_params()["n_components"] == 3
+
+
+def test_errors_name_the_value():
+    with pytest.raises(ValueError, match="Negative values in data passed to TorchNMF"):
+        TorchNMF(2).fit(-np.ones((4, 3)))
+    with pytest.raises(ValueError, match="n_components must be a positive integer or None, got 0"):
+        TorchNMF(0).fit(np.ones((4, 3)))
+    est = TorchNMF(2, random_state=0, max_iter=20).fit(_planted(10, 6, 2))
+    with pytest.raises(ValueError, match=r"must have 2 columns \(n_components_\), got shape \(3, 5\)"):
+        est.inverse_transform(np.ones((3, 5)))
