@@ -15,7 +15,7 @@
 
 Generated data replaces the Urban file when it is absent. Writes
 ``experiments/results/nmf_layer_examples.json``; the notebook
-``notebooks/differentiable_nmf.ipynb`` runs the same functions with smaller settings.
+``notebooks/06_differentiable_nmf.ipynb`` runs the same functions with smaller settings.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def _missing(metadata: dict) -> str | None:
 
 def test_there_are_notebooks():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"01_quickstart", "02_hyperspectral_unmixing", "03_faces_cbcl", "04_l1_robustness", "05_topics"} <= names
+    assert {"01_quickstart", "02_hyperspectral_unmixing", "03_faces_cbcl", "04_l1_robustness", "05_topics", "06_differentiable_nmf"} <= names
 
 
 def test_notebooks_are_up_to_date_with_their_generator(tmp_path):

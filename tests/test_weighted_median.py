@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,12 @@ from torchnmf_l1.kernels.weighted_median import segment_layout
 
 def _objective(b, w, x):
     return float(np.sum(w * np.abs(b - x)))
+
+
+def _exact_objective(b, w, x):
+    """The objective in rationals (every float is one): ties are exact, not within round-off."""
+    x = Fraction(float(x))
+    return sum(Fraction(float(wk)) * abs(Fraction(float(bk)) - x) for bk, wk in zip(b, w))
 
 
 def _brute_force(b, w, extra, nonneg=True):
@@ -71,8 +79,11 @@ def test_weighted_median_is_a_minimiser(probs, extras, use_extra, use_layout):
         assert x >= 0
         assert _objective(ball, wall, x) <= best + 1e-9 * (1 + best), f"problem {s}: x={x} is not a minimiser"
         # tie rule: the smallest minimiser over x >= 0
-        smaller = [c for c in np.append(ball, 0.0) if 0 <= c < x - 1e-6 * (1 + abs(x))]
-        assert all(_objective(ball, wall, c) > best + 1e-12 * (1 + best) for c in smaller), "not the lower median"
+        # tie rule, in exact rational arithmetic: every candidate below x is strictly worse
+        smaller = [c for c in np.append(ball, 0.0) if 0 <= c < x]
+        assert all(_exact_objective(ball, wall, c) > _exact_objective(ball, wall, x) for c in smaller), (
+            f"problem {s}: x={x} is not the lower median"
+        )
 
 
 @settings(max_examples=60, deadline=None)

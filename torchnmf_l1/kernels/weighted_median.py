@@ -103,6 +103,17 @@ def segment_layout(offsets: Tensor, *, extra: bool = False) -> SegmentLayout:
     return SegmentLayout(N, S, extra, buckets)
 
 
+def _half(total: Tensor, magnitude: Tensor) -> Tensor:
+    """Half the total weight, lowered by the round-off of the cumulative sums.
+
+    A cumulative weight that equals half the total in exact arithmetic (a tie: every
+    point between two breakpoints minimises) can come out a few ulps short of it; the
+    lower median is the rule, so the comparison allows ``16 eps`` of the largest
+    cumulative sum involved (``magnitude``).
+    """
+    return 0.5 * total - 16 * torch.finfo(total.dtype).eps * magnitude
+
+
 def _bucketed_weighted_median(b, w, layout: SegmentLayout, extra_weight, default, nonneg):
     S, N = layout.num_segments, layout.num_entries
     if b.numel() != N:
@@ -127,7 +138,7 @@ def _bucketed_weighted_median(b, w, layout: SegmentLayout, extra_weight, default
             bs, order = torch.sort(rows, dim=1)
         cum = torch.cumsum(torch.gather(w_ext.index_select(0, flat).view(shape), 1, order), dim=1)
         total = cum[:, -1:]
-        idx = torch.searchsorted(cum, 0.5 * total, side="left").clamp_max(shape[1] - 1)
+        idx = torch.searchsorted(cum, _half(total, total), side="left").clamp_max(shape[1] - 1)
         med = torch.gather(bs, 1, idx).squeeze(1)
         out.index_copy_(0, segs, torch.where(total.squeeze(1) > 0, med, fallback.index_select(0, segs)))
     return out.clamp_min(0) if nonneg else out
@@ -188,9 +199,12 @@ def weighted_median(
 
     Notes
     -----
-    Cost O(N log N) for one sort of N (+ S) entries; cumulative weights are summed in
-    float64 so that the global cumulative sum over all segments keeps each segment's
-    half-total exact enough (float32 would lose the small segments of a long array).
+    Cost O(N log N) for one sort of N (+ S) entries. In the segmented layouts the weights
+    of each problem are scaled to sum to one and summed in float64, so that the one
+    cumulative sum over all problems keeps each problem's half-total exact enough (a
+    problem with tiny weights after problems with large ones is not lost). A cumulative
+    weight within a few ulps of half the total counts as reaching it: exact ties go to
+    the lower median whatever the round-off.
 
     References
     ----------
@@ -237,11 +251,15 @@ def weighted_median(
     starts = ends - counts
     order = _segment_order(breakpoints, segment_ids)
     b = breakpoints[order]
-    cum = torch.cumsum(weights[order].to(torch.float64), 0)
-    cum0 = torch.cat([cum.new_zeros(1), cum])  # cum0[k] = weight of the first k sorted entries
+    # Each problem's weights are scaled to sum to 1 before the one global cumulative sum,
+    # so a problem with tiny weights after one with large weights keeps its own precision.
+    weights = weights.to(torch.float64)
+    total = torch.zeros(S, device=device, dtype=torch.float64).index_add_(0, segment_ids, weights)
+    shares = weights / torch.where(total > 0, total, 1.0).index_select(0, segment_ids)
+    cum = torch.cumsum(shares[order], 0)
+    cum0 = torch.cat([cum.new_zeros(1), cum])  # cum0[k] = shares of the first k sorted entries
     low, high = cum0[starts], cum0[ends]
-    total = high - low
-    target = low + 0.5 * total
+    target = low + _half(torch.ones_like(low), high)
     idx = torch.searchsorted(cum, target, side="left")  # first k with cum0[k+1] >= target
     last = (ends - 1).clamp_min(0)
     idx = torch.minimum(torch.maximum(idx, starts), last).clamp_max(max(b.numel() - 1, 0))
@@ -266,7 +284,7 @@ def _dense_weighted_median(b: Tensor, w: Tensor, extra_weight, default, nonneg: 
     cum = torch.cumsum(torch.gather(w, 0, order), dim=0)
     total = cum[-1:] if cum.shape[0] else cum.new_zeros(1, S)
     # first row whose cumulative weight reaches half the total, per column
-    idx = torch.searchsorted(cum.transpose(0, 1).contiguous(), (0.5 * total).transpose(0, 1).contiguous(), side="left")
+    idx = torch.searchsorted(cum.transpose(0, 1).contiguous(), _half(total, total).transpose(0, 1).contiguous(), side="left")
     idx = idx.clamp_max(max(cum.shape[0] - 1, 0))
     median = torch.gather(bs, 0, idx.transpose(0, 1)).reshape(S) if cum.shape[0] else b.new_zeros(S)
     fallback = default.to(median.dtype) if default is not None else median.new_zeros(())
