@@ -4,6 +4,8 @@ from . import kernels
 from .exceptions import ConvergenceWarning, NotFittedError
 from .fit import FitResult, run_fit
 from .models import NMF
+from .models import SeparableNMF
+from .kernels.h2nmf import H2NMFClusters, h2nmf_clustering
 from .registry import available_inits, available_solvers
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
@@ -11,6 +13,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NMF",
+    "SeparableNMF",
+    "H2NMFClusters",
+    "h2nmf_clustering",
     "ConvergenceWarning",
     "FitResult",
     "NotFittedError",

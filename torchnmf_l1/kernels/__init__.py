@@ -9,7 +9,8 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
-from .separable import spa
+from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
+from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -32,6 +33,17 @@ from .products import (
 )
 
 __all__ = [
+    "xray",
+    "vca",
+    "split_threshold",
+    "snpa",
+    "simplex_nnls",
+    "rank2_svd",
+    "rank2_nnls",
+    "project_simplex",
+    "project_omega",
+    "h2nmf_clustering",
+    "H2NMFClusters",
     "beta_divergence",
     "beta_mu_ratio_terms",
     "hals_nnls_",

@@ -3,5 +3,7 @@
 from .base import Solver
 from .hals import AcceleratedHALS
 from .mu import MultiplicativeUpdates
+from .separable import SeparableSolver
+from .fgnsr import FGNSR
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates"]
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "SeparableSolver", "FGNSR"]
