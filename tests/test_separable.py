@@ -180,9 +180,10 @@ def test_fgnsr_detects_rank_from_diagonal():
     assert set(model.indices.tolist()) == truth
 
 
-def _middle_points(r, delta, seed):
+def _middle_points(r, m, delta, seed):
+    """Vertices W (m x r) and all pairwise midpoints, the midpoints pushed away from mean(W) by delta."""
     g = torch.Generator().manual_seed(seed)
-    W = torch.rand(r, r, generator=g, dtype=torch.float64)
+    W = torch.rand(m, r, generator=g, dtype=torch.float64)
     pairs = list(itertools.combinations(range(r), 2))
     Hm = torch.zeros(r, len(pairs), dtype=torch.float64)
     for k, (i, j) in enumerate(pairs):
@@ -193,11 +194,21 @@ def _middle_points(r, delta, seed):
 
 
 def test_middle_points_noiseless_recovered():
-    # the weaker statement (see experiments/separable_middle_points.py for the sweep)
-    for seed in range(3):
-        X = _middle_points(4, 0.0, seed)
+    for seed in range(2):
+        X = _middle_points(6, 10, 0.0, seed)
         for method in ("spa", "fgnsr"):
-            assert set(SeparableNMF(4, method, seed=0).fit(X).extra["indices"]) == set(range(4)), (method, seed)
+            assert set(SeparableNMF(6, method, seed=0, dtype=torch.float64).fit(X, **({"max_iter": 300} if method == "fgnsr" else {})).extra["indices"]) == set(range(6)), (method, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_middle_points_fgnsr_correct_where_spa_fails(seed):
+    # delta = 0.4: the pushed-out midpoints have larger norms than some vertices, SPA picks
+    # one of them; FGNSR's self-dictionary relaxation still finds the six vertices
+    X = _middle_points(6, 10, 0.4, seed)
+    spa = set(SeparableNMF(6, "spa", dtype=torch.float64).fit(X).extra["indices"])
+    fgnsr = set(SeparableNMF(6, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=300).extra["indices"])
+    assert spa != set(range(6)), f"SPA found the vertices at this noise level (seed {seed}): the test lost its point"
+    assert fgnsr == set(range(6)), f"FGNSR picked {sorted(fgnsr)}"
 
 
 # ---------------------------------------------------------------- subsampling and errors
@@ -255,3 +266,13 @@ def test_state_dict_round_trip():
     other.load_state_dict(model.state_dict())
     assert torch.equal(other.indices, model.indices)
     torch.testing.assert_close(other(), model())
+
+
+def test_rank2_svd_matches_lapack():
+    g = torch.Generator().manual_seed(9)
+    for shape in [(15, 40), (40, 15)]:
+        X = torch.rand(*shape, generator=g, dtype=torch.float64)
+        U, S, Vh = kernels.rank2_svd(X, tol=1e-13, max_iter=2000)
+        U0, S0, Vh0 = torch.linalg.svd(X, full_matrices=False)
+        torch.testing.assert_close(S, S0[:2], rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(U @ torch.diag(S) @ Vh, U0[:, :2] @ torch.diag(S0[:2]) @ Vh0[:2], rtol=1e-6, atol=1e-8)

@@ -45,35 +45,68 @@ class H2NMFClusters(NamedTuple):
     sizes: Tensor
 
 
-def _top_eig_gram(X: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Leading k singular triplets of a small-side Gram eigendecomposition (exact)."""
-    m, n = X.shape
-    tiny = torch.finfo(X.dtype).tiny
-    if m <= n:
-        vals, vecs = torch.linalg.eigh(X @ X.transpose(0, 1))
-        vals, U = vals.flip(0)[:k].clamp_min(0), vecs.flip(1)[:, :k]
-        S = vals.sqrt()
-        Vh = (U.transpose(0, 1) @ X) / S.clamp_min(tiny).unsqueeze(1)
-    else:
-        vals, vecs = torch.linalg.eigh(X.transpose(0, 1) @ X)
-        vals, V = vals.flip(0)[:k].clamp_min(0), vecs.flip(1)[:, :k]
-        S = vals.sqrt()
-        U = (X @ V) / S.clamp_min(tiny)
-        Vh = V.transpose(0, 1)
-    return U, S, Vh
+def _orthonormalize2(V: Tensor) -> Tensor:
+    """Gram-Schmidt (twice) on the two columns of V (m x 2)."""
+    tiny = torch.finfo(V.dtype).tiny
+    q1 = V[:, 0] / torch.linalg.vector_norm(V[:, 0]).clamp_min(tiny)
+    v2 = V[:, 1] - q1 * (q1 @ V[:, 1])
+    v2 = v2 - q1 * (q1 @ v2)
+    q2 = v2 / torch.linalg.vector_norm(v2).clamp_min(tiny)
+    return torch.stack([q1, q2], dim=1)
 
 
-def rank2_svd(X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Best rank-two approximation U diag(S) Vh of X (m x n), from the smaller Gram matrix.
+def _sym_eig2(B: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (descending) and eigenvectors of a symmetric 2 x 2 matrix, in closed form."""
+    a, b, c = B[0, 0], B[0, 1], B[1, 1]
+    half_trace, half_gap = (a + c) / 2, torch.sqrt(((a - c) / 2) ** 2 + b * b)
+    vals = torch.stack([half_trace + half_gap, half_trace - half_gap])
+    theta = 0.5 * torch.atan2(2 * b, a - c)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    vecs = torch.stack([torch.stack([cos, sin]), torch.stack([-sin, cos])], dim=1)
+    return vals, vecs
+
+
+def rank2_svd(X: Tensor, *, start: Tensor | None = None, max_iter: int = 200, tol: float = 1e-9) -> tuple[Tensor, Tensor, Tensor]:
+    """Best rank-two approximation U diag(S) Vh of X (m x n), by subspace iteration.
+
+    Block power iteration on X X^T (formed when m <= n) with a Rayleigh-Ritz step in
+    closed form: only matrix products, no LAPACK eigensolver (whose threaded
+    small-matrix calls are slow on a contended machine). Starts from ``start``
+    (m x 2, e.g. the parent cluster's singular vectors) or from the two columns of
+    largest norm; stops when the subspace moves by less than ``tol``.
 
     Returns U (m x 2), S (2,), Vh (2 x n); for a single column the second triplet is zero.
     """
-    k = min(2, *X.shape)
-    U, S, Vh = _top_eig_gram(X, k)
-    if k < 2:
-        U = torch.cat([U, U.new_zeros(U.shape[0], 2 - k)], dim=1)
-        S = torch.cat([S, S.new_zeros(2 - k)])
-        Vh = torch.cat([Vh, Vh.new_zeros(2 - k, Vh.shape[1])])
+    m, n = X.shape
+    tiny = torch.finfo(X.dtype).tiny
+    if m <= n:
+        G = X @ X.transpose(0, 1)
+        apply = lambda V: G @ V  # noqa: E731
+    else:
+        apply = lambda V: X @ (X.transpose(0, 1) @ V)  # noqa: E731
+    if start is None:
+        top = torch.topk((X * X).sum(dim=0), min(2, n)).indices
+        start = X.index_select(1, top)
+        if n < 2:
+            start = torch.cat([start, torch.ones_like(start)], dim=1)
+    # a fixed, deterministic perturbation keeps the block of rank two
+    ramp = torch.linspace(-1, 1, m, device=X.device, dtype=X.dtype)
+    V = _orthonormalize2(start + 1e-3 * torch.linalg.vector_norm(start) * torch.stack([ramp.flip(0), ramp], dim=1))
+    for it in range(max_iter):
+        Vn = _orthonormalize2(apply(V))
+        if it % 5 == 4:
+            moved = torch.linalg.matrix_norm(Vn - V @ (V.transpose(0, 1) @ Vn))
+            if float(moved) <= tol:
+                V = Vn
+                break
+        V = Vn
+    vals, vecs = _sym_eig2(V.transpose(0, 1) @ apply(V))
+    U = V @ vecs
+    S = vals.clamp_min(0).sqrt()
+    Vh = (U.transpose(0, 1) @ X) / S.clamp_min(tiny).unsqueeze(1)
+    if n < 2:
+        S = S * X.new_tensor([1.0, 0.0])
+        Vh = Vh * X.new_tensor([[1.0], [0.0]])
     return U, S, Vh
 
 
@@ -134,16 +167,18 @@ def split_threshold(x: Tensor, *, step: float = 0.01, window: float = 0.05) -> T
     return grid[torch.argmin(f)]
 
 
-def _sigma1_sq(X: Tensor) -> Tensor:
-    m, n = X.shape
-    G = X @ X.transpose(0, 1) if m <= n else X.transpose(0, 1) @ X
-    return torch.linalg.eigvalsh(G)[-1].clamp_min(0)
+def _sigma1_sq(X: Tensor, u: Tensor, iters: int = 4) -> Tensor:
+    """Squared leading singular value of X by a few power iterations started from u (m,)."""
+    tiny = torch.finfo(X.dtype).tiny
+    for _ in range(iters):
+        u = X @ (X.transpose(0, 1) @ u)
+        u = u / torch.linalg.vector_norm(u).clamp_min(tiny)
+    return torch.sum((X.transpose(0, 1) @ u) ** 2)
 
 
-def _representative(X: Tensor) -> Tensor:
-    """Column of X minimising the spectral angle with |u1| after centring (0-dim int64)."""
-    U, _, _ = _top_eig_gram(X, 1)
-    u = U[:, 0].abs()
+def _representative(X: Tensor, u: Tensor) -> Tensor:
+    """Column of X minimising the spectral angle with |u| after centring (0-dim int64)."""
+    u = u.abs()
     u = u - u.mean()
     Xc = X - X.mean(dim=0, keepdim=True)
     cos = (u @ Xc) / (torch.linalg.vector_norm(Xc, dim=0) * torch.linalg.vector_norm(u)).clamp_min(
@@ -152,26 +187,30 @@ def _representative(X: Tensor) -> Tensor:
     return torch.argmax(cos)
 
 
-def _split(X: Tensor, cols: Tensor):
-    """Split the columns ``cols`` of X in two; None when the cluster cannot be split."""
-    if cols.numel() < 2:
-        return None
+class _Leaf(NamedTuple):
+    cols: Tensor
+    U: Tensor  # two leading left singular vectors of X(:, cols), m x 2
+    split: tuple | None  # (left cols, right cols, error reduction) or None
+
+
+def _leaf(X: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
+    """Analyse the cluster ``cols``: its leading singular vectors and its best split."""
     Xc = X.index_select(1, cols)
-    _, S, Vh = rank2_svd(Xc)
+    U, S, Vh = rank2_svd(Xc, start=start)
+    u1 = U[:, 0]
+    if cols.numel() < 2 or not bool(S[1] > 0):
+        return _Leaf(cols, U, None)
     Y = S.unsqueeze(1) * Vh  # 2-D projection, 2 x |C|
-    if not bool(S[1] > 0):
-        return None
     K = spa(Y, 2)
     H = rank2_nnls(Y.index_select(1, K), Y)
     x = H[0] / (H.sum(dim=0) + 1e-16)
-    threshold = split_threshold(x)
-    first = x >= threshold
+    first = x >= split_threshold(x)
     left, right = cols[first], cols[~first]
     if left.numel() == 0 or right.numel() == 0:
-        return None
-    sl = _sigma1_sq(X.index_select(1, left))
-    sr = _sigma1_sq(X.index_select(1, right))
-    return left, right, float(sl + sr - S[0] * S[0])
+        return _Leaf(cols, U, None)
+    sl = _sigma1_sq(X.index_select(1, left), u1)
+    sr = _sigma1_sq(X.index_select(1, right), u1)
+    return _Leaf(cols, U, (left, right, float(sl + sr - S[0] * S[0])))
 
 
 def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
@@ -209,19 +248,19 @@ def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
     n = X.shape[1]
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= n:
         raise ValueError(f"n_clusters must be an integer in [1, n={n}], got {n_clusters!r}")
-    root = torch.arange(n, device=X.device)
-    leaves = [(root, _split(X, root))]
+    leaves = [_leaf(X, torch.arange(n, device=X.device))]
     while len(leaves) < n_clusters:
-        gains = [s[2] if s is not None else -math.inf for _, s in leaves]
+        gains = [leaf.split[2] if leaf.split is not None else -math.inf for leaf in leaves]
         best = max(range(len(leaves)), key=gains.__getitem__)
-        if leaves[best][1] is None:
+        if leaves[best].split is None:
             break  # nothing left to split (e.g. duplicated columns)
-        left, right, _ = leaves.pop(best)[1]
-        leaves += [(left, _split(X, left)), (right, _split(X, right))]
+        left, right, _ = leaves[best].split
+        parent = leaves.pop(best)
+        leaves += [_leaf(X, left, parent.U), _leaf(X, right, parent.U)]
     labels = torch.empty(n, dtype=torch.int64, device=X.device)
     reps, sizes = [], []
-    for k, (cols, _) in enumerate(leaves):
-        labels[cols] = k
-        reps.append(cols[_representative(X.index_select(1, cols))])
-        sizes.append(cols.numel())
+    for k, leaf in enumerate(leaves):
+        labels[leaf.cols] = k
+        reps.append(leaf.cols[_representative(X.index_select(1, leaf.cols), leaf.U[:, 0])])
+        sizes.append(leaf.cols.numel())
     return H2NMFClusters(labels, torch.stack(reps), torch.tensor(sizes, dtype=torch.int64, device=X.device))
