@@ -178,8 +178,9 @@ class SeparableNMF(FactorModule):
         Returns
         -------
         FitResult
-            ``extra`` holds ``indices``, ``relative_error`` (in %), the NNLS sweeps
-            and the seconds spent clustering, selecting and fitting H.
+            ``extra`` holds ``indices``, ``relative_error`` (in %), the NNLS sweeps,
+            the seconds spent clustering, selecting and fitting H, and for FGNSR
+            ``diagonal`` (diag of the relaxation's solution, in the selection space).
         """
         device, dtype = self.H.device, self.H.dtype
         if isinstance(X, Tensor) and X.device != device:
@@ -237,8 +238,10 @@ class SeparableNMF(FactorModule):
             relative_error=float(rel),
             nnls_sweeps=sweeps,
             seconds=times,
-            solver_state=solver,
         )
+        solution = getattr(solver, "solution", None)
+        if solution is not None:  # FGNSR: keep diag(X), not the n x n matrix
+            result.extra["diagonal"] = torch.diagonal(solution).clone()
         self.result_ = result
         return result
 
