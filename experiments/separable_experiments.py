@@ -99,9 +99,16 @@ def image_section(cfg, key):
     sec = cfg[key]
     M, source = load(sec["file"], sec["variable"], (162, 5929) if key == "urban" else (159, 2500))
     fgnsr_all_iter = sec.get("fgnsr_all_max_iter", cfg["fgnsr_all_max_iter"])
+    import os
+
+    only = [x for x in os.environ.get("SEP_METHODS", "").split(",") if x]
+    ranks = [int(x) for x in os.environ.get("SEP_RANKS", "").split(",") if x] or sec["ranks"]
+    suffix = os.environ.get("SEP_SUFFIX", "")
     out = {"machine": machine(), "data": source, "shape": list(M.shape), "rows": []}
-    for rank in sec["ranks"]:
+    for rank in ranks:
         for label, solver, sub, kw in methods(cfg, fgnsr_all_iter):
+            if only and label.split(" ")[0] not in only:
+                continue
             seeds = cfg["vca_seeds"] if solver == "vca" else [0]
             runs = []
             for seed in seeds:
@@ -113,7 +120,7 @@ def image_section(cfg, key):
             print(f"{key} r={rank} {label:28s} error {row['error_pct']:7.3f} %  time {row['seconds']:8.2f} s", flush=True)
             if label in ("SPA", "FGNSR-500"):
                 figures(M, model, tuple(sec["image"]), f"{key} r={rank} {label}", f"separable_{key}_r{rank}_{label.lower()}")
-            (OUT / f"separable_{key}.json").write_text(json.dumps(out, indent=1))
+            (OUT / f"separable_{key}{suffix}.json").write_text(json.dumps(out, indent=1))
     return out
 
 
