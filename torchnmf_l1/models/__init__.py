@@ -1,6 +1,7 @@
 """``torch.nn.Module`` models holding nonnegative factors."""
 
-from .nmf import NMF
 from .layers import NNLSLayer
+from .nmf import NMF
+from .separable import SeparableNMF
 
-__all__ = ["NMF", "NNLSLayer"]
+__all__ = ["NMF", "NNLSLayer", "SeparableNMF"]

@@ -4,6 +4,8 @@ from .base import Solver
 from .hals import AcceleratedHALS
 from .l1_cd import DenseL1CD, SparseL1CD
 from .mu import MultiplicativeUpdates
+from .separable import SeparableSolver
+from .fgnsr import FGNSR
 from .streaming import OnlineHALS, StreamingHALS
 
 __all__ = [
@@ -14,4 +16,6 @@ __all__ = [
     "DenseL1CD",
     "OnlineHALS",
     "StreamingHALS",
+    "SeparableSolver",
+    "FGNSR",
 ]
