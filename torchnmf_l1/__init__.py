@@ -4,6 +4,8 @@ from . import kernels
 from .exceptions import ConvergenceWarning, NotFittedError
 from .fit import FitResult, run_fit
 from .models import NMF
+from .models import DictionaryNMF
+from .kernels import ksparse_nnls
 from .registry import available_inits, available_solvers
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
@@ -11,6 +13,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NMF",
+    "DictionaryNMF",
+    "ksparse_nnls",
     "ConvergenceWarning",
     "FitResult",
     "NotFittedError",

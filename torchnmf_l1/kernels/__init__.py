@@ -9,6 +9,8 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
+from .ksparse import ksparse_nnls
+from .dictionary import atom_scores, match_atoms
 from .separable import spa
 from .losses import (
     beta_divergence,
@@ -35,6 +37,9 @@ __all__ = [
     "beta_divergence",
     "beta_mu_ratio_terms",
     "hals_nnls_",
+    "ksparse_nnls",
+    "match_atoms",
+    "atom_scores",
     "hals_sweep_",
     "mu_exponent",
     "mu_update_",

@@ -1,5 +1,6 @@
 """``torch.nn.Module`` models holding nonnegative factors."""
 
 from .nmf import NMF
+from .dictionary import DictionaryNMF
 
-__all__ = ["NMF"]
+__all__ = ["NMF", "DictionaryNMF"]

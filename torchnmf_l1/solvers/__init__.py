@@ -3,5 +3,6 @@
 from .base import Solver
 from .hals import AcceleratedHALS
 from .mu import MultiplicativeUpdates
+from .dictionary import ProximalDictionaryNMF
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates"]
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "ProximalDictionaryNMF"]
