@@ -11,6 +11,7 @@ from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .ksparse import ksparse_nnls
 from .dictionary import atom_scores, match_atoms
+from .cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .separable import spa
 from .losses import (
     beta_divergence,
@@ -40,6 +41,9 @@ __all__ = [
     "ksparse_nnls",
     "match_atoms",
     "atom_scores",
+    "cp_gram_hadamard",
+    "cp_mttkrp",
+    "cp_reconstruct",
     "hals_sweep_",
     "mu_exponent",
     "mu_update_",

@@ -2,5 +2,6 @@
 
 from .nmf import NMF
 from .dictionary import DictionaryNMF
+from .cp import DictionaryCP, NonnegativeCP
 
-__all__ = ["NMF", "DictionaryNMF"]
+__all__ = ["NMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP"]

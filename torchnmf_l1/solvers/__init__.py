@@ -4,5 +4,6 @@ from .base import Solver
 from .hals import AcceleratedHALS
 from .mu import MultiplicativeUpdates
 from .dictionary import ProximalDictionaryNMF
+from .cp import CPHALS
 
-__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "ProximalDictionaryNMF"]
+__all__ = ["Solver", "AcceleratedHALS", "MultiplicativeUpdates", "ProximalDictionaryNMF", "CPHALS"]
