@@ -58,12 +58,14 @@ class CPHALS:
     distinct : bool
     snap : {"hard", "flexible"}
     **options
-        ``inner_sweeps`` (5), ``delta_factor`` (0.01), ``growth`` (1.5),
+        ``inner_sweeps`` (5), ``warmup`` (20: plain HALS iterations before the
+        first matching, so that the atoms are not frozen from a random start),
+        ``delta_factor`` (0.01), ``growth`` (1.5),
         ``raise_gap`` (0.01), ``stop_gap`` (0.05).
     """
 
     name: ClassVar[str] = "hals"
-    options: ClassVar[dict] = dict(inner_sweeps=5, delta_factor=0.01, growth=1.5, raise_gap=0.01, stop_gap=0.05)
+    options: ClassVar[dict] = dict(inner_sweeps=5, warmup=20, delta_factor=0.01, growth=1.5, raise_gap=0.01, stop_gap=0.05)
 
     def __init__(self, T: Tensor, factors, mask=None, *, dictionary=None, dict_mode: int = 0, distinct=True, snap="hard", **options):
         unknown = sorted(set(options) - set(self.options))
@@ -85,6 +87,7 @@ class CPHALS:
         self.delta = None
         self.gap = 0.0
         self.done = False
+        self.iteration = 0
         self.last_objective = None
         self.half_norm_sq = float(0.5 * torch.sum(self.Tw * self.Tw))
         if dictionary is not None:
@@ -145,9 +148,11 @@ class CPHALS:
     def step(self) -> None:
         if self.mask is not None:
             self.Tw = torch.where(self.mask, self.T, cp_reconstruct(self.factors))
+        self.iteration += 1
+        constrain = self.Dn is not None and self.iteration > self.config["warmup"]
         for n in range(self.order):
             self.update_mode(n)
-            if self.Dn is not None and n == self.dict_mode:
+            if constrain and n == self.dict_mode:
                 self._normalise_dict_factor()
                 self._match()
 
