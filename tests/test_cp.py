@@ -156,3 +156,14 @@ def test_cp_bad_input():
     with pytest.raises(ValueError, match="nonnegative"):
         model.fit(-T)
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, model.factors))
+
+
+def test_dictionary_cp_flexible_reaches_atoms():
+    D, factors, T, true = _dictionary_problem(0)
+    model = DictionaryCP(3, dictionary=D, snap="flexible", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(T, max_iter=200)
+    torch.testing.assert_close(model.factors[0].detach(), D[:, model.indices])  # snapped at the end
+    assert sorted(model.indices.tolist()) == true
+    assert result.extra["relative_error"] < 1e-2
