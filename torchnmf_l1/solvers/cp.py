@@ -88,6 +88,8 @@ class CPHALS:
         self.gap = 0.0
         self.done = False
         self.iteration = 0
+        self._cache = None
+        self.norm_sq = torch.sum(self.Tw * self.Tw) if mask is None else None
         self.last_objective = None
         self.half_norm_sq = float(0.5 * torch.sum(self.Tw * self.Tw))
         if dictionary is not None:
@@ -144,11 +146,13 @@ class CPHALS:
         Ft = F.transpose(0, 1).contiguous()
         hals_nnls_(Ft, A, B, max_sweeps=self.config["inner_sweeps"], delta=0.0, keep_rows_positive=True)
         F.copy_(Ft.transpose(0, 1))
+        self._cache = (n, A) if n == self.order - 1 else None
 
     def step(self) -> None:
         if self.mask is not None:
             self.Tw = torch.where(self.mask, self.T, cp_reconstruct(self.factors))
         self.iteration += 1
+        self._cache = None
         constrain = self.Dn is not None and self.iteration > self.config["warmup"]
         for n in range(self.order):
             self.update_mode(n)
@@ -157,7 +161,17 @@ class CPHALS:
                 self._match()
 
     def objective(self) -> Tensor:
-        r"""Half the squared error on the observed entries (0-dim tensor, no sync)."""
+        r"""Half the squared error on the observed entries (0-dim tensor, no sync).
+
+        Right after an unconstrained, unmasked step it costs no pass over T (as in
+        tensorly): :math:`\|T\|^2 - 2\langle M_N, A_N\rangle + \langle \ast_n A_n^TA_n, 1\rangle`
+        with :math:`M_N` the last MTTKRP; otherwise the full reconstruction is formed.
+        """
+        if self._cache is not None and self.mask is None and self.Dn is None:
+            n, A = self._cache
+            inner = torch.sum(A * self.factors[n].transpose(0, 1))
+            model_sq = torch.sum(cp_gram_hadamard(self.factors, n) * (self.factors[n].transpose(0, 1) @ self.factors[n]))
+            return (0.5 * (self.norm_sq - 2 * inner + model_sq)).clamp_min(0)
         residual = self.T - cp_reconstruct(self.factors)
         if self.mask is not None:
             residual = torch.where(self.mask, residual, torch.zeros_like(residual))
