@@ -64,7 +64,7 @@ def main():
         t_peer = time.perf_counter() - t0
         peer_factors = [peer.factors[0] * peer.weights] + list(peer.factors[1:])
         peer_idx = sorted(match_atoms(peer_factors[0], D).tolist())
-        model = DictionaryCP(r, dictionary=D, mode=0)
+        model = DictionaryCP(r, dictionary=D, mode=0, warmup=cfg["warmup"])
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
