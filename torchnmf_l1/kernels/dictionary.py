@@ -143,15 +143,11 @@ def _grouped_distinct(scores, groups, bounds, r):
     blocks = [np.concatenate([scores[:, atoms], np.full((r, n_null), _NEG)], axis=1)]
     for g, (lo, hi) in enumerate(bounds):
         n_g = len(candidates[g])
-        hi = min(hi, n_g)
         own = np.where(owner == g, 0.0, _NEG)
         forced = np.concatenate([own, np.full(n_null, _NEG)])
         optional = np.concatenate([own, np.zeros(n_null)])
         blocks += [np.tile(forced, (n_g - hi, 1)), np.tile(optional, (hi - lo, 1))]
     cost = np.concatenate(blocks, axis=0)
-    if cost.shape[0] != n_cols:  # hi clipped to the candidates: pad with free rows (never better)
-        pad = n_cols - cost.shape[0]
-        cost = np.concatenate([cost, np.tile(np.concatenate([np.zeros(len(atoms)), np.full(n_null, _NEG)]), (pad, 1))]) if pad > 0 else cost
     rows, cols = _lsa(cost)
     K = np.empty(r, dtype=np.int64)
     for i, c in zip(rows, cols):
