@@ -13,6 +13,9 @@ from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_solve, nnls
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
 from .weighted_median import segment_layout, weighted_median
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
+from .ksparse import ksparse_nnls
+from .dictionary import atom_scores, match_atoms
+from .cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -35,8 +38,12 @@ from .products import (
 )
 
 __all__ = [
+    "atom_scores",
     "beta_divergence",
     "beta_mu_ratio_terms",
+    "cp_gram_hadamard",
+    "cp_mttkrp",
+    "cp_reconstruct",
     "data_sum",
     "eps_like",
     "frobenius_loss",
@@ -49,7 +56,9 @@ __all__ = [
     "is_divergence",
     "is_sparse",
     "kl_divergence",
+    "ksparse_nnls",
     "l1_loss",
+    "match_atoms",
     "mu_exponent",
     "mu_update_",
     "nnls_implicit_vjp",

@@ -6,6 +6,8 @@ from .l1_cd import DenseL1CD, SparseL1CD
 from .mu import MultiplicativeUpdates
 from .separable import SeparableSolver
 from .fgnsr import FGNSR
+from .dictionary import ProximalDictionaryNMF
+from .cp import CPHALS
 from .streaming import OnlineHALS, StreamingHALS
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "StreamingHALS",
     "SeparableSolver",
     "FGNSR",
+    "ProximalDictionaryNMF",
+    "CPHALS",
 ]
