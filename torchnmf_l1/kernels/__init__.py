@@ -10,8 +10,12 @@ from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_solve, nnls_mu_step, nnls_pg_solve, nnls_pg_step, nnls_stationarity
-from .separable import spa
+from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
 from .weighted_median import segment_layout, weighted_median
+from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
+from .ksparse import ksparse_nnls
+from .dictionary import atom_scores, match_atoms
+from .cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
     beta_divergence,
     frobenius_loss,
@@ -34,11 +38,29 @@ from .products import (
 )
 
 __all__ = [
+    "atom_scores",
     "beta_divergence",
     "beta_mu_ratio_terms",
+    "cp_gram_hadamard",
+    "cp_mttkrp",
+    "cp_reconstruct",
+    "data_sum",
+    "eps_like",
+    "frobenius_loss",
+    "frobenius_norm_sq",
+    "gram",
+    "h2nmf_clustering",
+    "H2NMFClusters",
     "hals_nnls_",
     "hals_sweep_",
+    "is_divergence",
+    "is_sparse",
+    "kl_divergence",
+    "ksparse_nnls",
+    "l1_loss",
+    "match_atoms",
     "mu_exponent",
+    "mu_update_",
     "nnls_implicit_vjp",
     "nnls_lipschitz",
     "nnls_mu_solve",
@@ -46,30 +68,29 @@ __all__ = [
     "nnls_pg_solve",
     "nnls_pg_step",
     "nnls_stationarity",
-    "mu_update_",
-    "data_sum",
-    "eps_like",
-    "frobenius_loss",
-    "frobenius_norm_sq",
-    "gram",
-    "is_divergence",
-    "is_sparse",
-    "kl_divergence",
-    "l1_loss",
     "normalize_columns",
     "normalize_rows",
     "project_nonneg_",
+    "project_omega",
+    "project_simplex",
+    "rank2_nnls",
+    "rank2_svd",
     "relative_error",
     "safe_div",
     "segment_layout",
+    "simplex_nnls",
+    "snpa",
     "spa",
     "sparse_pattern_wt",
     "sparse_values",
+    "split_threshold",
     "support_indices",
     "truncated_svd",
+    "vca",
     "weighted_l1_loss",
     "weighted_median",
     "wh_on_support",
     "wt_x",
     "x_ht",
+    "xray",
 ]

@@ -1,6 +1,9 @@
 """``torch.nn.Module`` models holding nonnegative factors."""
 
-from .nmf import NMF
+from .cp import DictionaryCP, NonnegativeCP
+from .dictionary import DictionaryNMF
 from .layers import NNLSLayer
+from .nmf import NMF
+from .separable import SeparableNMF
 
-__all__ = ["NMF", "NNLSLayer"]
+__all__ = ["NMF", "NNLSLayer", "SeparableNMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP"]

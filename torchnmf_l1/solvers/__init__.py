@@ -4,6 +4,10 @@ from .base import Solver
 from .hals import AcceleratedHALS
 from .l1_cd import DenseL1CD, SparseL1CD
 from .mu import MultiplicativeUpdates
+from .separable import SeparableSolver
+from .fgnsr import FGNSR
+from .dictionary import ProximalDictionaryNMF
+from .cp import CPHALS
 from .streaming import OnlineHALS, StreamingHALS
 
 __all__ = [
@@ -14,4 +18,8 @@ __all__ = [
     "DenseL1CD",
     "OnlineHALS",
     "StreamingHALS",
+    "SeparableSolver",
+    "FGNSR",
+    "ProximalDictionaryNMF",
+    "CPHALS",
 ]

@@ -1,0 +1,169 @@
+"""Nonnegative CPD and dictionary-constrained CPD: tensorly as the peer, planted tensors."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from torchnmf_l1 import DictionaryCP, NonnegativeCP
+
+
+def _factors(shape, rank, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(s, rank, generator=g, dtype=dtype) + 0.05 for s in shape]
+
+
+def _full(factors):
+    letters = "abcdefgh"[: len(factors)]
+    return torch.einsum(",".join(f"{c}r" for c in letters) + "->" + letters, *factors)
+
+
+def _congruence(true, found):
+    """Best mean over permutations of the product over modes of the column cosines."""
+    r = true[0].shape[1]
+    C = torch.ones(r, r, dtype=torch.float64)
+    for A, B in zip(true, found):
+        A = A.double() / A.double().norm(dim=0)
+        B = B.detach().double().cpu() / B.detach().double().cpu().norm(dim=0).clamp_min(1e-300)
+        C = C * (A.T @ B)
+    return max(float(np.mean([C[i, p[i]] for i in range(r)])) for p in itertools.permutations(range(r)))
+
+
+def test_cp_matches_tensorly_from_same_start():
+    import tensorly as tl
+    from tensorly.cp_tensor import CPTensor
+    from tensorly.decomposition import non_negative_parafac_hals
+
+    T = _full(_factors((8, 9, 10), 3, 0))
+    T = T + 0.05 * torch.rand(T.shape, generator=torch.Generator().manual_seed(1), dtype=T.dtype)
+    start = _factors(T.shape, 3, 2)
+    model = NonnegativeCP(3)
+    result = model.fit(T, factors=start, max_iter=40, tol=0)
+    with tl.backend_context("pytorch"):
+        peer = non_negative_parafac_hals(T, 3, n_iter_max=40, init=CPTensor((torch.ones(3, dtype=T.dtype), [F.clone() for F in start])), tol=0)
+        peer_error = float(tl.norm(T - tl.cp_to_tensor(peer)) / tl.norm(T))
+    ours = result.extra["relative_error"]
+    assert abs(ours - peer_error) <= 0.01 * peer_error, (ours, peer_error)
+    assert all((F >= 0).all() for F in model.factors)
+    assert all(b <= a + 1e-9 for a, b in zip(result.objective, result.objective[1:]))  # monotone
+
+
+@pytest.mark.parametrize("shape", [(6, 7, 8), (5, 4, 6, 3)])
+def test_cp_recovers_planted_exact(device, shape):
+    true = _factors(shape, 3, 3)
+    T = _full(true).to(device)
+    model = NonnegativeCP(3, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(T, max_iter=300, tol=1e-10, check_every=25)
+    assert model.factors[0].device.type == device.type
+    assert result.extra["relative_error"] < 1e-2
+    assert _congruence(true, list(model.factors)) > 0.99
+
+
+def test_cp_mask_ignores_missing_entries():
+    true = _factors((7, 8, 9), 2, 4)
+    T = _full(true)
+    mask = torch.rand(T.shape, generator=torch.Generator().manual_seed(5)) > 0.3
+    corrupted = torch.where(mask, T, torch.full_like(T, 1e3))
+    kwargs = dict(max_iter=250, tol=1e-12, check_every=25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        masked = NonnegativeCP(2, seed=0)
+        masked.fit(corrupted, mask=mask, **kwargs)
+        nan_marked = NonnegativeCP(2, seed=0)
+        nan_marked.fit(torch.where(mask, T, torch.full_like(T, float("nan"))), **kwargs)
+        unmasked = NonnegativeCP(2, seed=0)
+        unmasked.fit(corrupted, **kwargs)
+    full_error = lambda m: float(torch.linalg.norm(m().detach() - T) / torch.linalg.norm(T))  # noqa: E731
+    assert full_error(masked) < 1e-2  # the missing entries are predicted as well
+    torch.testing.assert_close(masked().detach(), nan_marked().detach(), msg="NaN entries = masked entries")
+    assert full_error(unmasked) > 0.5  # without the mask the outliers ruin the fit
+
+
+def test_cptensor_round_trip():
+    import tensorly as tl
+    from tensorly.cp_tensor import CPTensor
+
+    T = _full(_factors((5, 6, 7), 2, 6))
+    model = NonnegativeCP(2, seed=0)
+    model.fit(T, max_iter=20, tol=0)
+    cp = model.to_cptensor()
+    assert isinstance(cp, CPTensor)
+    with tl.backend_context("pytorch"):
+        torch.testing.assert_close(tl.cp_to_tensor(cp), model().detach())
+    again = NonnegativeCP.from_cptensor(cp)
+    torch.testing.assert_close(again().detach(), model().detach())
+    weights = np.array([2.0, 3.0])
+    numpy_cp = CPTensor((weights, [F.numpy() for F in cp.factors]))
+    scaled = NonnegativeCP.from_cptensor(numpy_cp)
+    expected = _full([cp.factors[0] * torch.as_tensor(weights), *cp.factors[1:]])
+    torch.testing.assert_close(scaled().detach(), expected)
+
+
+def _dictionary_problem(seed, shape=(15, 8, 9), d=25, true=(3, 8, 15)):
+    g = torch.Generator().manual_seed(seed)
+    D = torch.rand(shape[0], d, generator=g, dtype=torch.float64)
+    factors = _factors(shape, len(true), seed + 100)
+    factors[0] = D[:, list(true)]
+    return D, factors, _full(factors), sorted(true)
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_dictionary_cp_recovers_planted_atoms(mode):
+    D, factors, T, true = _dictionary_problem(0)
+    T = T.permute(1, 0, 2) if mode == 1 else T
+    model = DictionaryCP(3, dictionary=D, mode=mode, seed=0)
+    result = model.fit(T, max_iter=200)
+    assert sorted(model.indices.tolist()) == true
+    assert result.converged and result.extra["relative_error"] < 1e-4
+    torch.testing.assert_close(model.factors[mode].detach(), D[:, model.indices])
+
+
+def test_dictionary_cp_with_mask():
+    D, factors, T, true = _dictionary_problem(1)
+    mask = torch.rand(T.shape, generator=torch.Generator().manual_seed(2)) > 0.25
+    model = DictionaryCP(3, dictionary=D, seed=0)
+    model.fit(torch.where(mask, T, torch.zeros_like(T)), mask=mask, max_iter=200)
+    assert sorted(model.indices.tolist()) == true
+
+
+def test_cp_bad_input():
+    D, factors, T, _ = _dictionary_problem(0)
+    with pytest.raises(ValueError, match="dictionary has 15 rows but mode 1 of T has size 8"):
+        DictionaryCP(3, dictionary=D, mode=1).fit(T)
+    with pytest.raises(ValueError, match="dictionary must be nonnegative, got a minimum entry of -1"):
+        DictionaryCP(3, dictionary=torch.cat([D, -torch.ones(15, 1, dtype=D.dtype)], dim=1))
+    with pytest.raises(ValueError, match="rank r = 30 is larger than the number of atoms d = 25"):
+        DictionaryCP(30, dictionary=D)
+    with pytest.raises(ValueError, match="T must be nonnegative, got a minimum entry of -1"):
+        NonnegativeCP(2).fit(-T)
+    with pytest.raises(ValueError, match="at least 2 modes"):
+        NonnegativeCP(2).fit(torch.rand(5))
+    with pytest.raises(ValueError, match="mask must have T's shape"):
+        NonnegativeCP(2).fit(T, mask=torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"initial factors must have shapes \[\(15, 2\)"):
+        NonnegativeCP(2).fit(T, factors=[torch.rand(15, 3)] * 3)
+    with pytest.raises(ValueError, match="snap must be"):
+        DictionaryCP(3, dictionary=D, snap="soft")
+    model = NonnegativeCP(2, seed=0)
+    model.fit(T, max_iter=5, tol=0)
+    before = [F.detach().clone() for F in model.factors]
+    with pytest.raises(ValueError, match="nonnegative"):
+        model.fit(-T)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, model.factors))
+
+
+def test_dictionary_cp_flexible_reaches_atoms():
+    D, factors, T, true = _dictionary_problem(0)
+    model = DictionaryCP(3, dictionary=D, snap="flexible", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(T, max_iter=200)
+    torch.testing.assert_close(model.factors[0].detach(), D[:, model.indices])  # snapped at the end
+    assert sorted(model.indices.tolist()) == true
+    assert result.extra["relative_error"] < 1e-2

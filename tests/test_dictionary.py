@@ -1,0 +1,194 @@
+"""Dictionary NMF, atom matching and k-sparse NNLS: planted solutions and brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from torchnmf_l1 import DictionaryNMF, ksparse_nnls
+from torchnmf_l1.kernels import match_atoms
+
+
+def _planted(seed=0, p=30, d=40, n=120, true=(2, 5, 7, 11), device="cpu", dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    D = torch.rand(p, d, generator=g, dtype=torch.float64)
+    H = torch.rand(len(true), n, generator=g, dtype=torch.float64)
+    X = D[:, list(true)] @ H
+    return D.to(device, dtype), X.to(device, dtype), sorted(true)
+
+
+# -- k-sparse NNLS -----------------------------------------------------------------------
+def _brute_force(W, X, k):
+    W, X = W.double().cpu().numpy(), X.double().cpu().numpy()
+    best = []
+    for j in range(X.shape[1]):
+        value = np.linalg.norm(X[:, j])
+        for s in range(1, k + 1):
+            for S in itertools.combinations(range(W.shape[1]), s):
+                value = min(value, scipy.optimize.nnls(W[:, list(S)], X[:, j])[1])
+        best.append(value)
+    return np.array(best)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_ksparse_exact_matches_brute_force(device, k):
+    g = torch.Generator().manual_seed(k)
+    W = torch.rand(12, 6, generator=g, dtype=torch.float64)
+    X = torch.rand(12, 40, generator=g, dtype=torch.float64)
+    X[:, :10] = W[:, :2] @ torch.rand(2, 10, generator=g, dtype=torch.float64)  # exactly 2-sparse columns
+    H = ksparse_nnls(W.to(device), X.to(device), k)
+    assert H.device.type == device.type and (H >= 0).all()
+    assert int((H > 0).sum(dim=0).max()) <= k
+    residual = torch.linalg.norm(X.to(device) - W.to(device) @ H, dim=0).cpu().numpy()
+    np.testing.assert_allclose(residual, _brute_force(W, X, k), rtol=1e-7, atol=1e-9)
+
+
+def test_ksparse_greedy_feasible_and_not_better_than_exact():
+    g = torch.Generator().manual_seed(3)
+    W = torch.rand(15, 8, generator=g, dtype=torch.float64)
+    X = torch.rand(15, 30, generator=g, dtype=torch.float64)
+    exact = ksparse_nnls(W, X, 2)
+    greedy = ksparse_nnls(W, X, 2, method="greedy")
+    assert int((greedy > 0).sum(dim=0).max()) <= 2 and (greedy >= 0).all()
+    r_exact = torch.linalg.norm(X - W @ exact, dim=0)
+    r_greedy = torch.linalg.norm(X - W @ greedy, dim=0)
+    assert (r_greedy >= r_exact - 1e-9).all()
+    # on exactly 1-sparse data the greedy pick is exact
+    X1 = W[:, [3]] * torch.rand(1, 10, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(W @ ksparse_nnls(W, X1, 1, method="greedy"), X1, msg="greedy 1-sparse")
+
+
+def test_ksparse_errors():
+    W, X = torch.rand(5, 3), torch.rand(5, 4)
+    with pytest.raises(ValueError, match="k must be <= r = 3.*k=4"):
+        ksparse_nnls(W, X, 4)
+    with pytest.raises(ValueError, match="positive integer, got 0"):
+        ksparse_nnls(W, X, 0)
+    with pytest.raises(ValueError, match="must share m"):
+        ksparse_nnls(W, torch.rand(6, 4), 1)
+    with pytest.raises(ValueError, match="method must be"):
+        ksparse_nnls(W, X, 1, method="magic")
+
+
+# -- atom matching -------------------------------------------------------------------------
+def _brute_match(S, groups, bounds, distinct):
+    r, d = S.shape
+    owner = np.repeat(np.arange(len(groups)), groups)
+    best = -np.inf
+    choices = itertools.permutations(range(d), r) if distinct else itertools.product(range(d), repeat=r)
+    for K in choices:
+        counts = np.bincount(owner[list(K)], minlength=len(groups))
+        if all(lo <= c <= hi for c, (lo, hi) in zip(counts, bounds)):
+            best = max(best, S[np.arange(r), list(K)].sum())
+    return best
+
+
+@pytest.mark.parametrize("distinct", [True, False])
+@pytest.mark.parametrize("counts", [[2, 1], [(0, 3), (1, 1)], [(1, 2), (0, 2)]])
+def test_match_atoms_several_dictionaries_is_optimal(distinct, counts):
+    g = torch.Generator().manual_seed(7)
+    D = torch.rand(6, 7, generator=g, dtype=torch.float64)
+    U = torch.rand(6, 3, generator=g, dtype=torch.float64)
+    groups = (4, 3)
+    K = match_atoms(U, D, distinct=distinct, groups=groups, counts=counts).numpy()
+    Un = (U / U.norm(dim=0)).numpy()
+    Dn = (D / D.norm(dim=0)).numpy()
+    S = Un.T @ Dn
+    bounds = [(c, c) if isinstance(c, int) else c for c in counts]
+    owner = np.repeat(np.arange(2), groups)
+    got = np.bincount(owner[K], minlength=2)
+    assert all(lo <= c <= hi for c, (lo, hi) in zip(got, bounds)), (K, got, bounds)
+    if distinct:
+        assert len(set(K.tolist())) == 3
+    np.testing.assert_allclose(S[np.arange(3), K].sum(), _brute_match(S, groups, bounds, distinct), rtol=1e-12)
+
+
+# -- dictionary NMF ----------------------------------------------------------------------------
+@pytest.mark.parametrize("init", ["spa", "random"])
+def test_dictionary_nmf_recovers_planted_atoms_exact(device, init):
+    D, X, true = _planted(device=device)
+    model = DictionaryNMF(4, dictionary=D, init=init, seed=1)
+    result = model.fit(X)
+    assert sorted(model.indices.tolist()) == true
+    assert result.converged and result.extra["relative_error"] < 1e-4
+    assert model.H.device.type == device.type and (model.H >= 0).all()
+    torch.testing.assert_close(model.W, D[:, model.indices])
+
+
+def test_dictionary_nmf_recovers_planted_atoms_noisy():
+    D, X, true = _planted(seed=1)
+    g = torch.Generator().manual_seed(2)
+    noisy = (X + 0.05 * X.mean() * torch.randn(X.shape, generator=g, dtype=X.dtype)).clamp_min(0)
+    model = DictionaryNMF(4, dictionary=D, init="spa")
+    result = model.fit(noisy)
+    assert sorted(model.indices.tolist()) == true
+    assert result.extra["relative_error"] <= result.extra["init_relative_error"] + 1e-12
+
+
+def test_dictionary_nmf_improves_on_its_random_start():
+    D, X, true = _planted(seed=4)
+    model = DictionaryNMF(4, dictionary=D, init="random", seed=0)
+    result = model.fit(X)
+    assert result.extra["init_indices"] != true  # the start is wrong...
+    assert result.extra["relative_error"] < 0.1 * result.extra["init_relative_error"]  # ...and the fit repairs it
+
+
+def test_dictionary_nmf_several_dictionaries_counts():
+    g = torch.Generator().manual_seed(5)
+    D1 = torch.rand(25, 10, generator=g, dtype=torch.float64)
+    D2 = torch.rand(25, 12, generator=g, dtype=torch.float64)
+    X = torch.cat([D1[:, [1, 4]], D2[:, [0]]], dim=1) @ torch.rand(3, 80, generator=g, dtype=torch.float64)
+    model = DictionaryNMF(3, dictionary=[D1, D2], counts=[2, 1], init="random", seed=0)
+    model.fit(X)
+    assert sorted(model.indices.tolist()) == [1, 4, 10]
+    ranged = DictionaryNMF(3, dictionary=[D1, D2], counts=[(0, 1), (2, 3)], init="spa", seed=0)
+    ranged.fit(X)  # the data want 2 atoms of D1: the range allows only 1
+    K = ranged.indices
+    assert int((K < 10).sum()) <= 1 and int((K >= 10).sum()) >= 2
+
+
+def test_dictionary_nmf_unregistered_separable_init_falls_back_to_spa():
+    from torchnmf_l1.registry import available_solvers
+
+    D, X, true = _planted()
+    if "fgnsr" in available_solvers("separable"):
+        pytest.skip("fgnsr is registered on this branch")
+    model = DictionaryNMF(4, dictionary=D, init="d-FGNSR")
+    with pytest.warns(UserWarning, match="not registered; initialising with SPA"):
+        model.fit(X)
+    assert sorted(model.indices.tolist()) == true
+
+
+def test_dictionary_nmf_bad_input():
+    D, X, _ = _planted()
+    with pytest.raises(ValueError, match="dictionary has 30 rows but X has 29 rows"):
+        DictionaryNMF(4, dictionary=D).fit(X[:29])
+    with pytest.raises(ValueError, match="nonnegative, got a minimum entry of -1"):
+        DictionaryNMF(2, dictionary=torch.cat([D, -torch.ones(30, 1, dtype=D.dtype)], dim=1))
+    with pytest.raises(ValueError, match="rank r = 41 is larger than the number of atoms d = 40"):
+        DictionaryNMF(41, dictionary=D)
+    with pytest.raises(ValueError, match="init must be one of"):
+        DictionaryNMF(2, dictionary=D, init="nmf")
+    with pytest.raises(ValueError, match="counts allow between 3 and 3 atoms in all, but rank r = 4"):
+        DictionaryNMF(4, dictionary=[D, D], counts=[1, 2])
+    with pytest.raises(ValueError, match="same height"):
+        DictionaryNMF(2, dictionary=[D, D[:10]], counts=[1, 1])
+    model = DictionaryNMF(4, dictionary=D, init="spa")
+    model.fit(X)
+    before = model.indices.clone(), model.H.detach().clone()
+    with pytest.raises(ValueError, match="rows"):
+        model.fit(X[:5])
+    assert torch.equal(model.indices, before[0]) and torch.equal(model.H.detach(), before[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dictionary_nmf_dtype_preserved(dtype):
+    D, X, true = _planted(dtype=dtype)
+    model = DictionaryNMF(4, dictionary=D, init="spa")
+    model.fit(X)
+    assert model.H.dtype == dtype and model.W.dtype == dtype
+    assert sorted(model.indices.tolist()) == true

@@ -1,0 +1,278 @@
+"""Separable NMF: kernels against brute-force references, planted recovery by every solver, errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from torchnmf_l1 import SeparableNMF, h2nmf_clustering
+from torchnmf_l1 import kernels
+from torchnmf_l1.fit import run_fit
+from torchnmf_l1.registry import get_solver
+
+METHODS = ["spa", "snpa", "xray", "vca", "fgnsr"]
+
+
+def planted(m=25, n=80, r=4, noise=1e-4, seed=0, dtype=torch.float64, device="cpu"):
+    """X = W [I, H'] P + noise with H' in the simplex (Dirichlet(1)), columns permuted."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(m, r, generator=g, dtype=torch.float64)
+    Hm = -torch.log(torch.rand(r, n - r, generator=g, dtype=torch.float64))
+    Hm = Hm / Hm.sum(0)
+    H = torch.cat([torch.eye(r, dtype=torch.float64), 0.9 * Hm + 0.1 / r], 1)  # vertices stay extreme
+    perm = torch.randperm(n, generator=g)
+    X = (W @ H)[:, perm] + noise * torch.rand(m, n, generator=g, dtype=torch.float64)
+    truth = set(torch.argsort(perm)[:r].tolist())
+    return X.to(device=device, dtype=dtype), truth
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_planted_recovery(method, device, dtype):
+    X, truth = planted(dtype=dtype, device=device)
+    model = SeparableNMF(4, method, seed=0, device=device, dtype=dtype)
+    result = model.fit(X, max_iter=100) if method == "fgnsr" else model.fit(X)
+    assert set(model.indices.tolist()) == truth, f"{method} picked {model.indices.tolist()}, truth {sorted(truth)}"
+    assert model.indices.dtype == torch.int64 and model.H.dtype == dtype and model.H.device.type == device.type
+    assert bool((model.H >= 0).all())
+    torch.testing.assert_close(model.W, X[:, model.indices], msg="W must be X(:, K)")
+    assert result.extra["relative_error"] < 0.1, result.extra["relative_error"]
+
+
+def test_h2nmf_recovers_pure_clusters(dtype):
+    # every column is a scaled vertex plus noise: the representatives point at the vertices
+    g = torch.Generator().manual_seed(3)
+    W = torch.rand(20, 4, generator=g, dtype=torch.float64)
+    labels = torch.arange(160) % 4
+    X = W[:, labels] * (0.5 + torch.rand(160, generator=g, dtype=torch.float64)) + 1e-3 * torch.rand(20, 160, generator=g, dtype=torch.float64)
+    model = SeparableNMF(4, "h2nmf", dtype=dtype)
+    model.fit(X.to(dtype))
+    assert sorted(labels[model.indices].tolist()) == [0, 1, 2, 3]
+    assert model.result_.extra["relative_error"] < 0.2
+
+
+def test_spa_tie_break_on_original_norm():
+    # after the first pick (e1 direction), columns 1 and 2 have the same residual norm 2;
+    # column 2 has the larger original norm, so it wins although argmax alone picks 1
+    X = torch.tensor([[3.0, 1.0, 2.0], [0.0, 2.0, 2.0]], dtype=torch.float64)
+    assert kernels.spa(X, 2).tolist() == [0, 2]
+
+
+def test_float32_matches_float64():
+    X, _ = planted(noise=1e-3, seed=5)
+    for method in ["spa", "snpa", "xray", "vca"]:
+        a = SeparableNMF(4, method, seed=1, dtype=torch.float32).fit(X.float()).extra["indices"]
+        b = SeparableNMF(4, method, seed=1, dtype=torch.float64).fit(X).extra["indices"]
+        assert sorted(a) == sorted(b), method
+
+
+def test_vca_repeats_with_seed():
+    X, _ = planted(noise=1e-2, seed=2)
+    a = SeparableNMF(4, "vca", seed=7).fit(X).extra["indices"]
+    b = SeparableNMF(4, "vca", seed=7).fit(X).extra["indices"]
+    assert a == b
+
+
+# ---------------------------------------------------------------- projections vs brute force
+def _omega_row_bruteforce(y, c):
+    """Enumerate the active sets of one row's QP: x_j = c_j t on S, t in {0, 1, free}."""
+    d, off = y[0], y[1:]
+    best, best_val = None, np.inf
+    k = len(off)
+    for mask in itertools.product([False, True], repeat=k):
+        S = np.array(mask, dtype=bool)
+        t_free = (d + np.sum(c[S] * off[S])) / (1 + np.sum(c[S] ** 2))
+        for t in (0.0, 1.0, t_free):
+            if not -1e-12 <= t <= 1 + 1e-12:
+                continue
+            x = np.where(S, c * t, np.clip(off, 0, None))
+            if np.any(x > c * t + 1e-12) or np.any(x < -1e-12):
+                continue
+            val = (t - d) ** 2 + np.sum((x - off) ** 2)
+            if val < best_val - 1e-15:
+                best, best_val = (t, x), val
+    return best
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_project_omega_matches_bruteforce(weighted):
+    rng = np.random.default_rng(0)
+    n = 6
+    for trial in range(20):
+        Y = rng.normal(size=(n, n)) * (0.3 + trial % 3)
+        w = rng.uniform(0.5, 2.0, size=n) if weighted else np.ones(n)
+        P = kernels.project_omega(torch.from_numpy(Y), torch.from_numpy(w) if weighted else None).numpy()
+        for i in range(n):
+            others = [j for j in range(n) if j != i]
+            c = w[others] / w[i]
+            t, x = _omega_row_bruteforce(np.concatenate([[Y[i, i]], Y[i, others]]), c)
+            np.testing.assert_allclose(P[i, i], t, atol=1e-10, err_msg=f"row {i} diagonal, trial {trial}")
+            np.testing.assert_allclose(P[i, others], x, atol=1e-10, err_msg=f"row {i}, trial {trial}")
+
+
+def test_project_simplex_matches_bruteforce():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(1)
+    Y = rng.normal(size=(4, 6))
+    for inequality in (False, True):
+        P = kernels.project_simplex(torch.from_numpy(Y), inequality=inequality).numpy()
+        for j in range(Y.shape[1]):
+            cons = [{"type": "eq" if not inequality else "ineq", "fun": lambda x: 1 - x.sum()}]
+            ref = minimize(lambda x: np.sum((x - Y[:, j]) ** 2), np.full(4, 0.25), bounds=[(0, None)] * 4, constraints=cons, method="SLSQP", options={"ftol": 1e-14}).x
+            np.testing.assert_allclose(P[:, j], ref, atol=1e-6)
+
+
+def test_simplex_nnls_matches_scipy():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(2)
+    W = rng.uniform(size=(8, 3))
+    X = rng.uniform(size=(8, 5)) * 1.5
+    H = kernels.simplex_nnls(torch.from_numpy(X), torch.from_numpy(W), max_iter=3000, tol=0).numpy()
+    for j in range(5):
+        ref = minimize(lambda h: 0.5 * np.sum((X[:, j] - W @ h) ** 2), np.full(3, 0.2), bounds=[(0, None)] * 3,
+                       constraints=[{"type": "ineq", "fun": lambda h: 1 - h.sum()}], method="SLSQP", options={"ftol": 1e-15}).x
+        f = lambda h: 0.5 * np.sum((X[:, j] - W @ h) ** 2)  # noqa: E731
+        assert f(H[:, j]) <= f(ref) + 1e-8
+
+
+def test_rank2_nnls_matches_scipy():
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(3)
+    W = rng.uniform(size=(10, 2))
+    X = rng.normal(size=(10, 30))
+    H = kernels.rank2_nnls(torch.from_numpy(W), torch.from_numpy(X)).numpy()
+    ref = np.stack([nnls(W, X[:, j])[0] for j in range(30)], 1)
+    np.testing.assert_allclose(H, ref, atol=1e-10)
+
+
+def test_h2nmf_clustering_three_clusters():
+    g = torch.Generator().manual_seed(0)
+    W = torch.rand(20, 3, generator=g, dtype=torch.float64)
+    truth = torch.arange(300) % 3
+    H = torch.zeros(3, 300, dtype=torch.float64)
+    H[truth, torch.arange(300)] = 1
+    H = 0.85 * H + 0.15 * torch.rand(3, 300, generator=g, dtype=torch.float64) / 3
+    clusters = h2nmf_clustering(W @ H, 3)
+    pairs = set(zip(truth.tolist(), clusters.labels.tolist()))
+    assert len(pairs) == 3, f"clusters mix the planted groups: {sorted(pairs)}"
+    assert sorted(clusters.sizes.tolist()) == [100, 100, 100]
+    assert (clusters.labels[clusters.representatives] == torch.arange(3)).all()
+
+
+# ---------------------------------------------------------------- FGNSR
+def test_fgnsr_objective_never_increases():
+    X, _ = planted(noise=1e-2, seed=4)
+    solver = get_solver("fgnsr", model="separable")(X, 4, generator=torch.Generator().manual_seed(0), adjust_mu=False)
+    result = run_fit(solver, max_iter=60, tol=0, check_every=1)
+    obj = np.array(result.objective)
+    assert np.all(np.diff(obj) <= 1e-12 * obj[0]), obj
+
+
+def test_fgnsr_detects_rank_from_diagonal():
+    X, truth = planted(noise=0.0, seed=6)
+    model = SeparableNMF(None, "fgnsr", mu=1e-3, dtype=torch.float64, seed=0)
+    model.fit(X, max_iter=300)
+    assert set(model.indices.tolist()) == truth
+
+
+def _middle_points(r, m, delta, seed):
+    """Vertices W (m x r) and all pairwise midpoints, the midpoints pushed away from mean(W) by delta."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(m, r, generator=g, dtype=torch.float64)
+    pairs = list(itertools.combinations(range(r), 2))
+    Hm = torch.zeros(r, len(pairs), dtype=torch.float64)
+    for k, (i, j) in enumerate(pairs):
+        Hm[i, k] = Hm[j, k] = 0.5
+    X = W @ torch.cat([torch.eye(r, dtype=torch.float64), Hm], 1)
+    X[:, r:] += delta * (X[:, r:] - W.mean(1, keepdim=True))
+    return X.clamp_min(0)
+
+
+def test_middle_points_noiseless_recovered():
+    for seed in range(1):
+        X = _middle_points(6, 10, 0.0, seed)
+        for method in ("spa", "fgnsr"):
+            assert set(SeparableNMF(6, method, seed=0, dtype=torch.float64).fit(X, **({"max_iter": 100} if method == "fgnsr" else {})).extra["indices"]) == set(range(6)), (method, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_middle_points_fgnsr_correct_where_spa_fails(seed):
+    # delta = 0.4: the pushed-out midpoints have larger norms than some vertices, SPA picks
+    # one of them; FGNSR's self-dictionary relaxation still finds the six vertices
+    X = _middle_points(6, 10, 0.4, seed)
+    spa = set(SeparableNMF(6, "spa", dtype=torch.float64).fit(X).extra["indices"])
+    fgnsr = set(SeparableNMF(6, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=300).extra["indices"])
+    assert spa != set(range(6)), f"SPA found the vertices at this noise level (seed {seed}): the test lost its point"
+    assert fgnsr == set(range(6)), f"FGNSR picked {sorted(fgnsr)}"
+
+
+# ---------------------------------------------------------------- subsampling and errors
+@pytest.mark.parametrize("method", ["spa", "fgnsr"])
+def test_subsample_indices_index_full_x(method):
+    X, truth = planted(n=120, noise=1e-4, seed=8)
+    model = SeparableNMF(4, method, subsample=20, seed=0, dtype=torch.float64)
+    result = model.fit(X, max_iter=100) if method == "fgnsr" else model.fit(X)
+    idx = model.indices
+    assert idx.min() >= 0 and idx.max() < X.shape[1] and idx.unique().numel() == 4
+    torch.testing.assert_close(model.W, X[:, idx])
+    assert model.H.shape == (4, 120)
+    assert model.clusters_.labels.shape == (120,)
+    assert set(idx.tolist()) <= set(model.clusters_.representatives.tolist())
+    assert result.extra["relative_error"] < 20
+
+
+def test_bad_inputs():
+    X, _ = planted(m=10, n=30)
+    with pytest.raises(ValueError, match="rank must be <= min"):
+        SeparableNMF(11, "spa").fit(X)
+    with pytest.raises(ValueError, match="negative entries"):
+        SeparableNMF(2, "spa").fit(X - 1)
+    with pytest.raises(ValueError, match="unknown solver 'foo'"):
+        SeparableNMF(2, "foo")
+    with pytest.raises(ValueError, match="subsample must be >= rank=4, got 3"):
+        SeparableNMF(4, "spa", subsample=3)
+    with pytest.raises(ValueError, match="subsample must be <= n = 30"):
+        SeparableNMF(4, "spa", subsample=31).fit(X)
+    with pytest.raises(TypeError, match="unexpected option"):
+        SeparableNMF(4, "spa", mu=1.0)
+    with pytest.raises(ValueError, match="needs an integer rank"):
+        SeparableNMF(None, "spa")
+    with pytest.raises(ValueError, match="needs an explicit mu"):
+        SeparableNMF(None, "fgnsr").fit(X)
+    with pytest.raises(ValueError, match="n_clusters must be an integer in"):
+        h2nmf_clustering(X, 0)
+
+
+def test_failed_fit_keeps_previous_factors():
+    X, _ = planted(m=10, n=30)
+    model = SeparableNMF(3, "spa", dtype=torch.float64)
+    model.fit(X)
+    before = (model.indices.clone(), model.H.detach().clone())
+    with pytest.raises(ValueError):
+        model.fit(X[:2])
+    assert torch.equal(model.indices, before[0]) and torch.equal(model.H.detach(), before[1])
+
+
+def test_state_dict_round_trip():
+    X, _ = planted(m=10, n=30)
+    model = SeparableNMF(3, "spa", dtype=torch.float64)
+    model.fit(X)
+    other = SeparableNMF(3, "spa", dtype=torch.float64)
+    other.load_state_dict(model.state_dict())
+    assert torch.equal(other.indices, model.indices)
+    torch.testing.assert_close(other(), model())
+
+
+def test_rank2_svd_matches_lapack():
+    g = torch.Generator().manual_seed(9)
+    for shape in [(15, 40), (40, 15)]:
+        X = torch.rand(*shape, generator=g, dtype=torch.float64)
+        U, S, Vh = kernels.rank2_svd(X, tol=1e-13, max_iter=2000)
+        U0, S0, Vh0 = torch.linalg.svd(X, full_matrices=False)
+        torch.testing.assert_close(S, S0[:2], rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(U @ torch.diag(S) @ Vh, U0[:, :2] @ torch.diag(S0[:2]) @ Vh0[:2], rtol=1e-6, atol=1e-8)

@@ -1,0 +1,266 @@
+r"""Hierarchical clustering by rank-two NMF splits (H2NMF) and its rank-two pieces.
+
+Each split of a cluster :math:`X_C` (m x |C|) computes a rank-two SVD, runs SPA on
+the 2-D projection to pick two columns, fits the closed-form two-column NNLS,
+and thresholds :math:`x_j = H_{1j} / (H_{1j} + H_{2j})` by the rule that balances the
+cluster sizes while avoiding points near the threshold. The leaf that is split next
+is the one whose split most reduces the rank-one approximation error,
+:math:`\sigma_1(X_{C_1})^2 + \sigma_1(X_{C_2})^2 - \sigma_1(X_C)^2`.
+
+References
+----------
+N. Gillis, D. Kuang and H. Park, "Hierarchical clustering of hyperspectral images
+using rank-two nonnegative matrix factorization", IEEE TGRS 53(4), 2015.
+D. Kuang and H. Park, "Fast rank-2 nonnegative matrix factorization for
+hierarchical document clustering", KDD 2013.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .separable import spa
+
+__all__ = ["H2NMFClusters", "h2nmf_clustering", "rank2_svd", "rank2_nnls", "split_threshold"]
+
+
+class H2NMFClusters(NamedTuple):
+    """Result of :func:`h2nmf_clustering`.
+
+    labels : Tensor of int64, shape (n,)
+        Cluster of each column, in 0..k-1.
+    representatives : Tensor of int64, shape (k,)
+        One column index of X per cluster (the column closest in angle, after
+        centring, to the cluster's first singular vector).
+    sizes : Tensor of int64, shape (k,)
+        Number of columns in each cluster.
+    """
+
+    labels: Tensor
+    representatives: Tensor
+    sizes: Tensor
+
+
+def _orthonormalize2(V: Tensor) -> Tensor:
+    """Gram-Schmidt (twice) on the two columns of V (m x 2)."""
+    tiny = torch.finfo(V.dtype).tiny
+    q1 = V[:, 0] / torch.linalg.vector_norm(V[:, 0]).clamp_min(tiny)
+    v2 = V[:, 1] - q1 * (q1 @ V[:, 1])
+    v2 = v2 - q1 * (q1 @ v2)
+    q2 = v2 / torch.linalg.vector_norm(v2).clamp_min(tiny)
+    return torch.stack([q1, q2], dim=1)
+
+
+def _sym_eig2(B: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (descending) and eigenvectors of a symmetric 2 x 2 matrix, in closed form."""
+    a, b, c = B[0, 0], B[0, 1], B[1, 1]
+    half_trace, half_gap = (a + c) / 2, torch.sqrt(((a - c) / 2) ** 2 + b * b)
+    vals = torch.stack([half_trace + half_gap, half_trace - half_gap])
+    theta = 0.5 * torch.atan2(2 * b, a - c)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    vecs = torch.stack([torch.stack([cos, sin]), torch.stack([-sin, cos])], dim=1)
+    return vals, vecs
+
+
+def rank2_svd(X: Tensor, *, start: Tensor | None = None, max_iter: int = 200, tol: float = 1e-9) -> tuple[Tensor, Tensor, Tensor]:
+    """Best rank-two approximation U diag(S) Vh of X (m x n), by subspace iteration.
+
+    Block power iteration on X X^T (formed when m <= n) with a Rayleigh-Ritz step in
+    closed form: only matrix products, no LAPACK eigensolver (whose threaded
+    small-matrix calls are slow on a contended machine). Starts from ``start``
+    (m x 2, e.g. the parent cluster's singular vectors) or from the two columns of
+    largest norm; stops when the subspace moves by less than ``tol``.
+
+    Returns U (m x 2), S (2,), Vh (2 x n); for a single column the second triplet is zero.
+    """
+    m, n = X.shape
+    tiny = torch.finfo(X.dtype).tiny
+    if m <= n:
+        G = X @ X.transpose(0, 1)
+        apply = lambda V: G @ V  # noqa: E731
+    else:
+        apply = lambda V: X @ (X.transpose(0, 1) @ V)  # noqa: E731
+    if start is None:
+        top = torch.topk((X * X).sum(dim=0), min(2, n)).indices
+        start = X.index_select(1, top)
+        if n < 2:
+            start = torch.cat([start, torch.ones_like(start)], dim=1)
+    # a fixed, deterministic perturbation keeps the block of rank two
+    ramp = torch.linspace(-1, 1, m, device=X.device, dtype=X.dtype)
+    V = _orthonormalize2(start + 1e-3 * torch.linalg.vector_norm(start) * torch.stack([ramp.flip(0), ramp], dim=1))
+    for it in range(max_iter):
+        Vn = _orthonormalize2(apply(V))
+        if it % 5 == 4:
+            moved = torch.linalg.matrix_norm(Vn - V @ (V.transpose(0, 1) @ Vn))
+            if float(moved) <= tol:
+                V = Vn
+                break
+        V = Vn
+    vals, vecs = _sym_eig2(V.transpose(0, 1) @ apply(V))
+    U = V @ vecs
+    S = vals.clamp_min(0).sqrt()
+    Vh = (U.transpose(0, 1) @ X) / S.clamp_min(tiny).unsqueeze(1)
+    if n < 2:
+        S = S * X.new_tensor([1.0, 0.0])
+        Vh = Vh * X.new_tensor([[1.0], [0.0]])
+    return U, S, Vh
+
+
+def rank2_nnls(W: Tensor, X: Tensor) -> Tensor:
+    r"""Closed-form :math:`\arg\min_{H \ge 0} \|X - WH\|_F` for two columns W (m x 2), batched.
+
+    Each column takes the unconstrained solution when it is nonnegative; otherwise the
+    better of the two one-column solutions :math:`(\max(0, b_1)/a_{11}, 0)` and
+    :math:`(0, \max(0, b_2)/a_{22})` (the one with the larger :math:`b_k^2 / a_{kk}`),
+    with :math:`A = W^T W`, :math:`b = W^T x` (Kuang and Park, 2013).
+
+    Returns
+    -------
+    Tensor, shape (2, n)
+    """
+    A = W.transpose(0, 1) @ W
+    b = W.transpose(0, 1) @ X
+    tiny = torch.finfo(X.dtype).tiny
+    a11, a12, a22 = A[0, 0].clamp_min(tiny), A[0, 1], A[1, 1].clamp_min(tiny)
+    det = a11 * a22 - a12 * a12
+    safe_det = torch.where(det > 0, det, torch.ones_like(det))
+    h1 = (a22 * b[0] - a12 * b[1]) / safe_det
+    h2 = (a11 * b[1] - a12 * b[0]) / safe_det
+    free = (det > 1e-12 * a11 * a22) & (h1 >= 0) & (h2 >= 0)
+    b1, b2 = b[0].clamp_min(0), b[1].clamp_min(0)
+    first = b1 * b1 / a11 >= b2 * b2 / a22
+    single1 = torch.where(first, b1 / a11, torch.zeros_like(b1))
+    single2 = torch.where(first, torch.zeros_like(b2), b2 / a22)
+    return torch.stack([torch.where(free, h1, single1), torch.where(free, h2, single2)])
+
+
+def split_threshold(x: Tensor, *, step: float = 0.01, window: float = 0.05) -> Tensor:
+    r"""Threshold on x in [0, 1] balancing the two sides and avoiding dense regions.
+
+    Minimises over a grid :math:`\delta \in \{0, s, 2s, \dots, 1\}`
+
+    .. math:: f(\delta) = -\log\big(F(\delta)(1 - F(\delta))\big) + \exp(\rho(\delta))
+
+    with :math:`F(\delta)` the fraction of entries :math:`\le \delta` and
+    :math:`\rho(\delta)` the fraction of entries within ``window`` of delta divided by
+    the window's width (Gillis, Kuang and Park, 2015, Section III-B).
+
+    Returns
+    -------
+    Tensor (0-dim)
+        The threshold; the first side is ``x >= threshold``.
+    """
+    n = x.numel()
+    xs, _ = torch.sort(x)
+    grid = torch.arange(0, round(1 / step) + 1, device=x.device, dtype=x.dtype) * step
+    F = torch.searchsorted(xs, grid, right=True).to(x.dtype) / n
+    high = (grid + window).clamp(max=1)
+    low = (grid - window).clamp(min=0)
+    inside = torch.searchsorted(xs, high, right=True) - torch.searchsorted(xs, low, right=False)
+    rho = inside.to(x.dtype) / n / (high - low)
+    f = -torch.log(F * (1 - F)) + torch.exp(rho)
+    f = torch.where(torch.isfinite(f), f, torch.full_like(f, torch.inf))
+    return grid[torch.argmin(f)]
+
+
+def _sigma1_sq(X: Tensor, u: Tensor, iters: int = 4) -> Tensor:
+    """Squared leading singular value of X by a few power iterations started from u (m,)."""
+    tiny = torch.finfo(X.dtype).tiny
+    for _ in range(iters):
+        u = X @ (X.transpose(0, 1) @ u)
+        u = u / torch.linalg.vector_norm(u).clamp_min(tiny)
+    return torch.sum((X.transpose(0, 1) @ u) ** 2)
+
+
+def _representative(X: Tensor, u: Tensor) -> Tensor:
+    """Column of X minimising the spectral angle with |u| after centring (0-dim int64)."""
+    u = u.abs()
+    u = u - u.mean()
+    Xc = X - X.mean(dim=0, keepdim=True)
+    cos = (u @ Xc) / (torch.linalg.vector_norm(Xc, dim=0) * torch.linalg.vector_norm(u)).clamp_min(
+        torch.finfo(X.dtype).tiny
+    )
+    return torch.argmax(cos)
+
+
+class _Leaf(NamedTuple):
+    cols: Tensor
+    U: Tensor  # two leading left singular vectors of X(:, cols), m x 2
+    split: tuple | None  # (left cols, right cols, error reduction) or None
+
+
+def _leaf(X: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
+    """Analyse the cluster ``cols``: its leading singular vectors and its best split."""
+    Xc = X.index_select(1, cols)
+    U, S, Vh = rank2_svd(Xc, start=start)
+    u1 = U[:, 0]
+    if cols.numel() < 2 or not bool(S[1] > 0):
+        return _Leaf(cols, U, None)
+    Y = S.unsqueeze(1) * Vh  # 2-D projection, 2 x |C|
+    K = spa(Y, 2)
+    H = rank2_nnls(Y.index_select(1, K), Y)
+    x = H[0] / (H.sum(dim=0) + 1e-16)
+    first = x >= split_threshold(x)
+    left, right = cols[first], cols[~first]
+    if left.numel() == 0 or right.numel() == 0:
+        return _Leaf(cols, U, None)
+    sl = _sigma1_sq(X.index_select(1, left), u1)
+    sr = _sigma1_sq(X.index_select(1, right), u1)
+    return _Leaf(cols, U, (left, right, float(sl + sr - S[0] * S[0])))
+
+
+def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
+    r"""Hierarchical rank-two NMF clustering of the columns of X (m x n) into k clusters.
+
+    Starting from one cluster, repeatedly split the leaf whose split reduces
+    :math:`\sum_{\text{leaves}} \|X_C\|_F^2 - \sigma_1(X_C)^2` the most, until there are
+    ``n_clusters`` leaves (or no leaf can be split: duplicate columns). Deterministic.
+
+    Parameters
+    ----------
+    X : Tensor, shape (m, n)
+        Nonnegative dense data; the columns are the points (pixels).
+    n_clusters : int
+        Number k of clusters, 1 <= k <= n.
+
+    Returns
+    -------
+    H2NMFClusters
+        ``labels`` (n,), ``representatives`` (k,) column indices of X, ``sizes`` (k,).
+        Clusters are numbered in the order in which the leaves were created.
+
+    Raises
+    ------
+    ValueError
+        If ``n_clusters`` is not in [1, n].
+
+    References
+    ----------
+    N. Gillis, D. Kuang and H. Park, "Hierarchical clustering of hyperspectral images
+    using rank-two nonnegative matrix factorization", IEEE TGRS 53(4), 2015.
+    """
+    if X.dim() != 2:
+        raise ValueError(f"X must be 2-D (m x n), got shape {tuple(X.shape)}")
+    n = X.shape[1]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= n:
+        raise ValueError(f"n_clusters must be an integer in [1, n={n}], got {n_clusters!r}")
+    leaves = [_leaf(X, torch.arange(n, device=X.device))]
+    while len(leaves) < n_clusters:
+        gains = [leaf.split[2] if leaf.split is not None else -math.inf for leaf in leaves]
+        best = max(range(len(leaves)), key=gains.__getitem__)
+        if leaves[best].split is None:
+            break  # nothing left to split (e.g. duplicated columns)
+        left, right, _ = leaves[best].split
+        parent = leaves.pop(best)
+        leaves += [_leaf(X, left, parent.U), _leaf(X, right, parent.U)]
+    labels = torch.empty(n, dtype=torch.int64, device=X.device)
+    reps, sizes = [], []
+    for k, leaf in enumerate(leaves):
+        labels[leaf.cols] = k
+        reps.append(leaf.cols[_representative(X.index_select(1, leaf.cols), leaf.U[:, 0])])
+        sizes.append(leaf.cols.numel())
+    return H2NMFClusters(labels, torch.stack(reps), torch.tensor(sizes, dtype=torch.int64, device=X.device))
