@@ -40,6 +40,15 @@ def dtype(request):
 
 
 @pytest.fixture
+def one_thread():
+    """Small matrices on a loaded 2-core machine: one intra-op thread avoids OpenMP hand-off stalls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tol(dtype):
     rtol, atol = TOLERANCE[dtype]
     return dict(rtol=rtol, atol=atol)

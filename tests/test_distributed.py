@@ -22,13 +22,7 @@ import distributed_worker as worker  # noqa: E402
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices on a loaded 2-core machine: one intra-op thread avoids OpenMP hand-off stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"(<!-- not run by tests/test_readme\.py: (?P<reason>[^>]*) -->\n)?```python\n(?P<code>.*?)```", re.S)
@@ -29,14 +28,9 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize(("code", "skip_reason"), list(_blocks()))
-def test_readme_example_runs(code, skip_reason, monkeypatch, tmp_path):
+def test_readme_example_runs(code, skip_reason, monkeypatch, tmp_path, one_thread):
     compiled = compile(code, str(README), "exec")
     if skip_reason:
         pytest.skip(skip_reason)
     monkeypatch.chdir(tmp_path)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        exec(compiled, {"__name__": "readme_example"})
-    finally:
-        torch.set_num_threads(previous)
+    exec(compiled, {"__name__": "readme_example"})

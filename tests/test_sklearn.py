@@ -17,13 +17,7 @@ from torchnmf_l1.sklearn import TorchNMF  # noqa: E402
 EXPECTED_FAILED = {}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny problems on a shared machine: one thread avoids thread spin contention
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @parametrize_with_checks([TorchNMF(random_state=0)], expected_failed_checks=lambda est: EXPECTED_FAILED)

@@ -19,13 +19,7 @@ from torchnmf_l1.checkpoint import load_checkpoint
 M, N, R = 30, 210, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices on a loaded 2-core machine: one intra-op thread avoids OpenMP hand-off stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted(dtype=torch.float64, seed=0):
