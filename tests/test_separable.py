@@ -10,6 +10,7 @@ import torch
 
 from torchnmf_l1 import SeparableNMF, h2nmf_clustering
 from torchnmf_l1 import kernels
+from torchnmf_l1.exceptions import ConvergenceWarning
 from torchnmf_l1.fit import run_fit
 from torchnmf_l1.registry import get_solver
 
@@ -234,6 +235,33 @@ def test_fgnsr_objective_never_increases():
     result = run_fit(solver, max_iter=60, tol=0, check_every=1)
     obj = np.array(result.objective)
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), obj
+
+
+def test_fgnsr_default_tol_does_not_stop_on_mu_increase():
+    # the mu adjustment (every 10 iterations, at the checks) raises the objective for the
+    # first checks; with a positive default tol the fit must go on past them: declaring
+    # convergence on an increase would stop it at iteration 10 with a wrong selection
+    X, truth = planted(noise=1e-2, seed=4)
+    tol = get_solver("fgnsr", model="separable").default_tol
+    assert tol > 0
+    with pytest.warns(ConvergenceWarning):  # 150 iterations do not meet tol = 1e-6 here
+        result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=150)
+    obj = np.array(result.objective)
+    rel = (obj[1:] - obj[:-1]) / np.abs(obj[:-1])
+    assert rel[0] > tol, "the scenario lost its point: no increase at the first check"
+    assert result.n_iter == 150 and not result.converged, result.message
+    assert set(result.extra["indices"]) == truth
+
+
+def test_fgnsr_converges_on_stagnation_with_default_tol():
+    # once mu is fixed the objective is monotone; a long run meets the default tol and
+    # stops at a check whose change is below tol, never at an increase
+    X, _ = planted(noise=1e-2, seed=4)
+    result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, adjust_mu=False).fit(X, max_iter=5000)
+    obj = np.array(result.objective)
+    assert result.converged and result.n_iter < 5000, result.message
+    assert abs(obj[-1] - obj[-2]) < get_solver("fgnsr", model="separable").default_tol * abs(obj[-2])
+    assert np.all(np.diff(obj) <= 1e-12 * obj[0]), "objective rose with mu fixed"
 
 
 def test_fgnsr_detects_rank_from_diagonal():
