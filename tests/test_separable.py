@@ -10,6 +10,7 @@ import torch
 
 from torchnmf_l1 import SeparableNMF, h2nmf_clustering
 from torchnmf_l1 import kernels
+from torchnmf_l1.exceptions import ConvergenceWarning
 from torchnmf_l1.fit import run_fit
 from torchnmf_l1.registry import get_solver
 
@@ -139,6 +140,69 @@ def test_simplex_nnls_matches_scipy():
         assert f(H[:, j]) <= f(ref) + 1e-8
 
 
+def _simplex_nnls_bruteforce(x, W):
+    """Exact min 1/2||x - Wh||^2 over {h >= 0, sum h <= 1}: the optimum minimises f on the
+    affine hull of the face it lies in, so enumerate faces (support, sum = 1 or free)."""
+    r = W.shape[1]
+    best, best_val = np.zeros(r), 0.5 * x @ x
+    for size in range(1, r + 1):
+        for S in itertools.combinations(range(r), size):
+            A = W[:, S]
+            free = np.linalg.lstsq(A, x, rcond=None)[0]
+            # on sum h_S = 1: KKT system [A^T A, 1; 1^T, 0] [h; nu] = [A^T x; 1]
+            K = np.block([[A.T @ A, np.ones((size, 1))], [np.ones((1, size)), np.zeros((1, 1))]])
+            on_face = np.linalg.solve(K, np.concatenate([A.T @ x, [1.0]]))[:size]
+            for hS in (free, on_face):
+                if np.all(hS >= -1e-12) and hS.sum() <= 1 + 1e-12:
+                    h = np.zeros(r)
+                    h[list(S)] = np.clip(hS, 0, None)
+                    val = 0.5 * np.sum((x - W @ h) ** 2)
+                    if val < best_val:
+                        best, best_val = h, val
+    return best
+
+
+def _snpa_bruteforce(X, r):
+    """SNPA with exact projections: largest residual (ties by the original norm)."""
+    original = np.sum(X * X, 0)
+    residual, picks = original.copy(), []
+    for _ in range(r):
+        top = residual.max()
+        near = np.flatnonzero(top - residual <= 1e-6 * top)
+        picks.append(int(near[np.argmax(original[near])]))
+        W = X[:, picks]
+        H = np.stack([_simplex_nnls_bruteforce(X[:, j], W) for j in range(X.shape[1])], 1)
+        residual = np.sum((X - W @ H) ** 2, 0)
+        residual[picks] = 0
+    return picks, H
+
+
+def test_simplex_nnls_default_stop_matches_bruteforce():
+    # the per-column stopping rule (Frank-Wolfe gap <= tol * largest residual) must leave
+    # every squared residual within 2 tol of the largest one, on an ill-conditioned W
+    # (cond 157: max_iter raised so that the gap rule, not the cap, stops every column)
+    rng = np.random.default_rng(4)
+    base = rng.uniform(size=(12, 1))
+    W = base + 0.05 * rng.uniform(size=(12, 4))  # nearly collinear columns
+    H = rng.dirichlet(np.ones(5), size=60).T[:4] * rng.uniform(0.5, 1.6, size=60)
+    X = W @ H + 0.01 * rng.uniform(size=(12, 60))
+    Hk = kernels.simplex_nnls(torch.from_numpy(X), torch.from_numpy(W), max_iter=5000).numpy()
+    ref = np.stack([_simplex_nnls_bruteforce(X[:, j], W) for j in range(60)], 1)
+    res, res_ref = np.sum((X - W @ Hk) ** 2, 0), np.sum((X - W @ ref) ** 2, 0)
+    assert np.all(Hk >= 0) and np.all(Hk.sum(0) <= 1 + 1e-12)
+    assert np.all(res >= res_ref - 1e-12), "the brute-force reference is not optimal"
+    assert np.max(res - res_ref) <= 2e-6 * res_ref.max(), np.max(res - res_ref) / res_ref.max()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_snpa_matches_bruteforce_snpa(seed):
+    X, _ = planted(m=10, n=40, r=4, noise=0.05, seed=seed)
+    picks, H_ref = _snpa_bruteforce(X.numpy(), 4)
+    K, H = kernels.snpa(X, 4)
+    assert K.tolist() == picks
+    torch.testing.assert_close(H, torch.from_numpy(H_ref), atol=1e-4, rtol=0)
+
+
 def test_rank2_nnls_matches_scipy():
     from scipy.optimize import nnls
 
@@ -171,6 +235,33 @@ def test_fgnsr_objective_never_increases():
     result = run_fit(solver, max_iter=60, tol=0, check_every=1)
     obj = np.array(result.objective)
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), obj
+
+
+def test_fgnsr_default_tol_does_not_stop_on_mu_increase():
+    # the mu adjustment (every 10 iterations, at the checks) raises the objective for the
+    # first checks; with a positive default tol the fit must go on past them: declaring
+    # convergence on an increase would stop it at iteration 10 with a wrong selection
+    X, truth = planted(noise=1e-2, seed=4)
+    tol = get_solver("fgnsr", model="separable").default_tol
+    assert tol > 0
+    with pytest.warns(ConvergenceWarning):  # 150 iterations do not meet tol = 1e-6 here
+        result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=150)
+    obj = np.array(result.objective)
+    rel = (obj[1:] - obj[:-1]) / np.abs(obj[:-1])
+    assert rel[0] > tol, "the scenario lost its point: no increase at the first check"
+    assert result.n_iter == 150 and not result.converged, result.message
+    assert set(result.extra["indices"]) == truth
+
+
+def test_fgnsr_converges_on_stagnation_with_default_tol():
+    # once mu is fixed the objective is monotone; a long run meets the default tol and
+    # stops at a check whose change is below tol, never at an increase
+    X, _ = planted(noise=1e-2, seed=4)
+    result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, adjust_mu=False).fit(X, max_iter=5000)
+    obj = np.array(result.objective)
+    assert result.converged and result.n_iter < 5000, result.message
+    assert abs(obj[-1] - obj[-2]) < get_solver("fgnsr", model="separable").default_tol * abs(obj[-2])
+    assert np.all(np.diff(obj) <= 1e-12 * obj[0]), "objective rose with mu fixed"
 
 
 def test_fgnsr_detects_rank_from_diagonal():

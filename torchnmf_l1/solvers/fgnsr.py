@@ -63,12 +63,17 @@ class FGNSR(SeparableSolver):
         Start from the SPA solution (else from X = 0).
     p_noise : float
         p = 1 + p_noise * U[0, 1) (from the generator).
+
+    Fitted by :func:`~torchnmf_l1.fit.run_fit` with ``default_max_iter`` = 500 and
+    ``default_tol`` = 1e-6 (relative change of the objective between checks).
     """
 
     one_shot = False
     detects_rank = True
     default_max_iter = 500
-    default_tol = 0.0
+    # the mu adjustment raises the objective at the first checks; the fit loop does not
+    # take an increase larger than tol as convergence, so a positive tol is safe here
+    default_tol = 1e-6
     options = {
         "mu": None,
         "adjust_mu": True,
