@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import re
+import warnings
 
 import numpy as np
 import pytest
 import scipy.optimize
 import torch
 
-from torchnmf_l1 import DictionaryNMF, ksparse_nnls
+from torchnmf_l1 import ConvergenceWarning, DictionaryNMF, SeparableNMF, ksparse_nnls
 from torchnmf_l1.kernels import match_atoms
 
 
@@ -151,16 +153,107 @@ def test_dictionary_nmf_several_dictionaries_counts():
     assert int((K < 10).sum()) <= 1 and int((K >= 10).sum()) >= 2
 
 
-def test_dictionary_nmf_unregistered_separable_init_falls_back_to_spa():
+def _near_separable(seed=1, m=30, r=5, n=60, noise=0.5):
+    """X = W [I, H'] + noise, H' columns on the simplex: a hard near-separable problem."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.rand(m, r, generator=g, dtype=torch.float64)
+    a = -torch.log(torch.rand(r, n, generator=g, dtype=torch.float64))
+    X = W @ torch.cat([torch.eye(r, dtype=torch.float64), a / a.sum(dim=0)], dim=1)
+    return (X + noise * X.mean() * torch.randn(X.shape, generator=g, dtype=X.dtype)).clamp_min(0)
+
+
+def _relative_error(X, W, H):
+    return float(100 * torch.linalg.norm(X - W @ H) / torch.linalg.norm(X))
+
+
+@pytest.fixture(scope="module")
+def near_separable_fits():
+    X = _near_separable()
+    fits = {}
+    for method in ("spa", "snpa", "h2nmf", "fgnsr"):
+        plain = SeparableNMF(5, method, seed=0, dtype=torch.float64)
+        plain.fit(X)
+        model = DictionaryNMF(5, dictionary=X, init=f"d-{method.upper()}", seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            result = model.fit(X)
+        fits[method] = (plain, model, result)
+    return X, fits
+
+
+@pytest.mark.parametrize("method", ["snpa", "h2nmf", "fgnsr"])
+def test_d_init_starts_from_the_separable_pick_and_does_not_worsen_it(near_separable_fits, method):
+    X, fits = near_separable_fits
+    plain, model, result = fits[method]
+    # on this problem the method picks other columns (or another order) than SPA: a silent
+    # SPA fallback would fail the next assertion
+    assert plain.indices.tolist() != fits["spa"][0].indices.tolist()
+    assert result.extra["init_indices"] == plain.indices.tolist()  # X is its own dictionary: same atoms, same order
+    assert result.extra["separable"]["indices"] == plain.indices.tolist()
+    plain_error = _relative_error(X, plain.W, plain.H.detach())
+    assert result.extra["init_relative_error"] == pytest.approx(plain_error, rel=1e-12)
+    final_error = _relative_error(X, X[:, model.indices], model.H.detach())  # from the model's own factors
+    assert final_error == pytest.approx(result.extra["relative_error"], rel=1e-12)
+    assert final_error <= plain_error + 1e-12
+    assert (model.H >= 0).all() and len(set(model.indices.tolist())) == 5
+
+
+@pytest.mark.parametrize("method", ["snpa", "h2nmf"])
+def test_d_init_strictly_improves_where_the_pick_is_poor(near_separable_fits, method):
+    X, fits = near_separable_fits
+    plain, model, result = fits[method]
+    assert not result.extra["kept_init"] and result.converged
+    assert _relative_error(X, X[:, model.indices], model.H.detach()) < _relative_error(X, plain.W, plain.H.detach()) - 0.1
+
+
+def test_d_init_passes_init_options_to_the_separable_model():
+    X = _near_separable()
+    plain = SeparableNMF(5, "fgnsr", subsample=20, seed=3, dtype=torch.float64)
+    plain.fit(X)
+    model = DictionaryNMF(5, dictionary=X, init="d-fgnsr", init_options={"subsample": 20}, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, max_iter=5)
+    assert model.result_.extra["init_indices"] == plain.indices.tolist()
+    assert model.result_.extra["separable"]["options"] == {"subsample": 20}
+
+
+def test_d_init_looks_the_method_up_in_the_registry():
+    from torchnmf_l1.registry import _SOLVERS, register_solver
+    from torchnmf_l1.solvers.separable import SeparableSolver
+
+    @register_solver("test_last_columns", model="separable")
+    class LastColumns(SeparableSolver):
+        def select(self):
+            n = self.X.shape[1]
+            return torch.arange(n - self.rank, n, device=self.X.device)
+
+    try:
+        D, X, _ = _planted()
+        model = DictionaryNMF(4, dictionary=D, init="d-test_last_columns")
+        X = torch.cat([X, D[:, [2, 5, 7, 11]]], dim=1)  # the last 4 columns are the true atoms
+        model.fit(X)
+        assert model.result_.extra["separable"]["indices"] == [120, 121, 122, 123]
+        assert model.result_.extra["init_indices"] == [2, 5, 7, 11]
+    finally:
+        _SOLVERS["separable"].pop("test_last_columns")
+
+
+def test_d_init_errors():
     from torchnmf_l1.registry import available_solvers
 
-    D, X, true = _planted()
-    if "fgnsr" in available_solvers("separable"):
-        pytest.skip("fgnsr is registered on this branch")
-    model = DictionaryNMF(4, dictionary=D, init="d-FGNSR")
-    with pytest.warns(UserWarning, match="not registered; initialising with SPA"):
-        model.fit(X)
-    assert sorted(model.indices.tolist()) == true
+    D, X, _ = _planted()
+    registered = re.escape(str(available_solvers("separable")))
+    with pytest.raises(ValueError, match=f"registered separable method {registered} .*got 'd-nmf'"):
+        DictionaryNMF(2, dictionary=D, init="d-nmf")
+    with pytest.raises(TypeError, match="init must be a string, got int 3"):
+        DictionaryNMF(2, dictionary=D, init=3)
+    with pytest.raises(TypeError, match="'fgnsr' got unexpected option.*'mew'"):
+        DictionaryNMF(2, dictionary=D, init="d-fgnsr", init_options={"mew": 1.0})
+    with pytest.raises(ValueError, match="subsample must be >= rank=4, got 2"):
+        DictionaryNMF(4, dictionary=D, init="d-fgnsr", init_options={"subsample": 2})
+    with pytest.raises(ValueError, match=r"init_options are only used by a separable init, got \['subsample'\]"):
+        DictionaryNMF(2, dictionary=D, init="random", init_options={"subsample": 10})
 
 
 def test_dictionary_nmf_bad_input():
@@ -171,7 +264,7 @@ def test_dictionary_nmf_bad_input():
         DictionaryNMF(2, dictionary=torch.cat([D, -torch.ones(30, 1, dtype=D.dtype)], dim=1))
     with pytest.raises(ValueError, match="rank r = 41 is larger than the number of atoms d = 40"):
         DictionaryNMF(41, dictionary=D)
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match="init must be 'random' or a registered separable method"):
         DictionaryNMF(2, dictionary=D, init="nmf")
     with pytest.raises(ValueError, match="counts allow between 3 and 3 atoms in all, but rank r = 4"):
         DictionaryNMF(4, dictionary=[D, D], counts=[1, 2])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,14 +29,13 @@ from ..data import check_dtype, prepare_data
 from ..exceptions import NotFittedError
 from ..fit import FitResult, run_fit
 from ..init import make_generator
-from ..kernels import hals_nnls_, match_atoms, spa
+from ..kernels import hals_nnls_, match_atoms
 from ..kernels.dictionary import normalize_counts
-from ..registry import get_solver
+from ..registry import available_solvers, get_solver
 from .base import FactorModule, replace_parameter_
+from .separable import SeparableNMF
 
-__all__ = ["DictionaryNMF", "separable_indices"]
-
-_SEPARABLE_INITS = ("spa", "snpa", "h2nmf", "fgnsr")
+__all__ = ["DictionaryNMF"]
 
 
 def _as_dictionary(D, name: str, device, dtype) -> Tensor:
@@ -61,35 +61,6 @@ def _as_dictionary(D, name: str, device, dtype) -> Tensor:
     return D
 
 
-def separable_indices(X: Tensor, rank: int, method: str, *, generator=None) -> Tensor:
-    """Columns of X picked by a registered separable-NMF method; SPA (with a warning) if absent.
-
-    ``method`` is "spa", "snpa", "h2nmf" or "fgnsr" (a "d-" prefix is accepted); the
-    method is looked up at run time in the registry (``model="separable"``).
-    """
-    name = method.lower().removeprefix("d-")
-    if name != "spa":
-        try:
-            cls = get_solver(name, model="separable")
-        except ValueError:
-            warnings.warn(
-                f"separable method {name!r} is not registered; initialising with SPA instead",
-                UserWarning,
-                stacklevel=3,
-            )
-        else:
-            solver = cls(X, rank, generator=generator)
-            one_shot = getattr(cls, "one_shot", True)
-            run_fit(
-                solver,
-                max_iter=1 if one_shot else getattr(cls, "default_max_iter", 100),
-                tol=0.0 if one_shot else getattr(cls, "default_tol", 1e-4),
-                warn=False,
-            )
-            return solver.finish().to(torch.int64)
-    return spa(X, rank)
-
-
 class DictionaryNMF(FactorModule):
     r"""Dictionary NMF :math:`X \approx D(:, K) H` as a ``torch.nn.Module``.
 
@@ -104,8 +75,16 @@ class DictionaryNMF(FactorModule):
         With several dictionaries: how many atoms to take from each (an exact
         number or an inclusive range).
     init : str
-        ``"spa"`` (d-SPA), ``"snpa"``, ``"h2nmf"``, ``"fgnsr"`` (looked up in the
-        separable registry, SPA if absent; "d-" prefixes accepted) or ``"random"``.
+        ``"random"`` (r random atoms) or the name of a registered separable-NMF
+        solver (``available_solvers("separable")``: ``"spa"``, ``"snpa"``, ``"h2nmf"``,
+        ``"fgnsr"``, ...; a ``"d-"`` prefix is accepted, so ``"d-SNPA"`` is ``"snpa"``).
+        A separable init runs :class:`~torchnmf_l1.SeparableNMF` with that solver (and
+        ``seed``, ``init_options``) on X, so d-X starts from exactly the columns the
+        plain method X picks; each column is then matched to its best atom of D.
+    init_options : dict, optional
+        Keyword arguments of :class:`~torchnmf_l1.SeparableNMF` for the separable
+        init: ``subsample`` (e.g. ``{"subsample": 500}`` for d-FGNSR-500),
+        ``nnls_max_sweeps``, ``nnls_delta`` and the solver's own options.
     distinct : bool
         The r atoms must be different (r <= d).
     solver : str
@@ -131,7 +110,8 @@ class DictionaryNMF(FactorModule):
         ``dictionary[:, indices]`` (read only).
     result_ : FitResult
         ``extra`` holds ``init_indices``, ``init_relative_error``, ``relative_error``
-        (both in %), ``delta``, ``gap`` and the times.
+        (both in %), ``delta``, ``gap``, the times and, for a separable init,
+        ``separable`` (the plain method's indices, relative error, iterations and time).
 
     Examples
     --------
@@ -153,6 +133,7 @@ class DictionaryNMF(FactorModule):
         dictionary,
         counts=None,
         init: str = "spa",
+        init_options: dict[str, Any] | None = None,
         distinct: bool = True,
         solver: str = "proximal",
         seed: int | None = None,
@@ -182,15 +163,30 @@ class DictionaryNMF(FactorModule):
             raise ValueError(
                 f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True"
             )
-        if not isinstance(init, str) or init.lower().removeprefix("d-") not in _SEPARABLE_INITS + ("random",):
-            raise ValueError(f"init must be one of {list(_SEPARABLE_INITS) + ['random']}, got {init!r}")
+        if not isinstance(init, str):
+            raise TypeError(f"init must be a string, got {type(init).__name__} {init!r}")
+        method = init.lower().removeprefix("d-")
+        separable = available_solvers("separable")
+        if method != "random" and method not in separable:
+            raise ValueError(
+                f"init must be 'random' or a registered separable method {separable} "
+                f"(a 'd-' prefix is accepted), got {init!r}"
+            )
+        if init_options is not None and not isinstance(init_options, dict):
+            raise TypeError(f"init_options must be a dict or None, got {type(init_options).__name__}")
+        init_options = dict(init_options or {})
+        if method == "random" and init_options:
+            raise ValueError(f"init_options are only used by a separable init, got {sorted(init_options)} with init='random'")
+        if method != "random":  # validates the separable solver's options now (the model is discarded)
+            SeparableNMF(rank, method, seed=seed, device=D.device, dtype=D.dtype, **init_options)
         self.solver_cls = get_solver(solver, model="dictionary")
         unknown = sorted(set(solver_options) - set(self.solver_cls.options))
         if unknown:
             raise TypeError(f"solver {solver!r} got unexpected option(s) {unknown}; its options are {sorted(self.solver_cls.options)}")
         self.rank = rank
         self.counts = counts
-        self.init = init.lower().removeprefix("d-")
+        self.init = method
+        self.init_options = init_options
         self.distinct = distinct
         self.seed = seed
         self.nnls_max_sweeps = nnls_max_sweeps
@@ -219,20 +215,42 @@ class DictionaryNMF(FactorModule):
         """The reconstruction D(:, K) H."""
         return self.W @ self.H
 
-    def _initial_indices(self, X: Tensor, generator) -> Tensor:
+    def _initial(self, X: Tensor, generator) -> tuple[Tensor, Tensor, dict | None]:
+        """K0 (matched atoms), H0 = argmin ||X - D(:,K0) H|| and the separable method's report."""
         D = self.dictionary
+        H0, report = None, None
         if self.init == "random":
             choice = torch.randperm(D.shape[1], generator=generator, device=D.device)[: self.rank]
             U0 = D.index_select(1, choice.to(D.device))
         else:
-            U0 = X.index_select(1, separable_indices(X, self.rank, self.init, generator=generator))
-        return match_atoms(U0, D, distinct=self.distinct, groups=self.groups, counts=self.counts)
+            # the plain separable model, so that d-X starts where X ends (same seed, same options)
+            start = time.perf_counter()
+            plain = SeparableNMF(self.rank, self.init, seed=self.seed, device=D.device, dtype=D.dtype, **self.init_options)
+            sep = plain.fit(X)
+            U0 = plain.W
+            H0 = plain.H.detach()
+            report = dict(
+                method=self.init,
+                options=dict(self.init_options),
+                indices=sep.extra["indices"],
+                relative_error=sep.extra["relative_error"],
+                n_iter=sep.n_iter,
+                time=time.perf_counter() - start,
+            )
+        K0 = match_atoms(U0, D, distinct=self.distinct, groups=self.groups, counts=self.counts)
+        if H0 is not None and torch.equal(D.index_select(1, K0), U0):
+            return K0, H0.clone(), report  # the atoms are the selected columns (X is its own dictionary)
+        if H0 is not None:  # warm start: X(:, k)'s weights rescaled to the norm of its matched atom
+            tiny = torch.finfo(D.dtype).tiny
+            ratio = torch.linalg.vector_norm(U0, dim=0) / torch.linalg.vector_norm(D.index_select(1, K0), dim=0).clamp_min(tiny)
+            H0 = H0 * ratio[:, None]
+        return K0, self._nnls(X, K0, H0), report
 
     def _nnls(self, X: Tensor, K: Tensor, H: Tensor | None = None) -> Tensor:
         W = self.dictionary.index_select(1, K)
-        if H is None:
-            H = X.new_zeros(K.numel(), X.shape[1])
-            H.copy_(hals_init(W, X))
+        start = hals_init(W, X) if H is None else H
+        H = X.new_zeros(K.numel(), X.shape[1])
+        H.copy_(start)
         hals_nnls_(H, W.transpose(0, 1) @ X, W.transpose(0, 1) @ W, max_sweeps=self.nnls_max_sweeps, delta=1e-6)
         return H
 
@@ -255,8 +273,7 @@ class DictionaryNMF(FactorModule):
             raise ValueError(f"init {self.init!r} needs rank <= min(p, n) = {min(X.shape)}, got {self.rank}")
         generator = make_generator(self.seed, D.device)
         start = time.perf_counter()
-        K0 = self._initial_indices(X, generator)
-        H0 = self._nnls(X, K0)
+        K0, H0, separable = self._initial(X, generator)
         t_init = time.perf_counter() - start
         norm_x = torch.linalg.norm(X)
         init_error = float(100 * torch.linalg.norm(X - D.index_select(1, K0) @ H0) / norm_x)
@@ -297,6 +314,7 @@ class DictionaryNMF(FactorModule):
             delta=solver.delta,
             gap=solver.gap,
             time_init=t_init,
+            separable=separable,
             time_total=time.perf_counter() - start,
         )
         self.indices = K.to(torch.int64)
