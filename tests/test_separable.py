@@ -30,6 +30,7 @@ def planted(m=25, n=80, r=4, noise=1e-4, seed=0, dtype=torch.float64, device="cp
     return X.to(device=device, dtype=dtype), truth
 
 
+@pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 @pytest.mark.parametrize("method", METHODS)
 def test_planted_recovery(method, device, dtype):
     X, truth = planted(dtype=dtype, device=device)
@@ -264,6 +265,7 @@ def test_fgnsr_converges_on_stagnation_with_default_tol():
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), "objective rose with mu fixed"
 
 
+@pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 def test_fgnsr_detects_rank_from_diagonal():
     X, truth = planted(noise=0.0, seed=6)
     model = SeparableNMF(None, "fgnsr", mu=1e-3, dtype=torch.float64, seed=0)
@@ -284,6 +286,7 @@ def _middle_points(r, m, delta, seed):
     return X.clamp_min(0)
 
 
+@pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 def test_middle_points_noiseless_recovered():
     for seed in range(1):
         X = _middle_points(6, 10, 0.0, seed)
@@ -291,6 +294,7 @@ def test_middle_points_noiseless_recovered():
             assert set(SeparableNMF(6, method, seed=0, dtype=torch.float64).fit(X, **({"max_iter": 100} if method == "fgnsr" else {})).extra["indices"]) == set(range(6)), (method, seed)
 
 
+@pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 @pytest.mark.parametrize("seed", [0, 4])
 def test_middle_points_fgnsr_correct_where_spa_fails(seed):
     # delta = 0.4: the pushed-out midpoints have larger norms than some vertices, SPA picks
@@ -303,6 +307,7 @@ def test_middle_points_fgnsr_correct_where_spa_fails(seed):
 
 
 # ---------------------------------------------------------------- subsampling and errors
+@pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 @pytest.mark.parametrize("method", ["spa", "fgnsr"])
 def test_subsample_indices_index_full_x(method):
     X, truth = planted(n=120, noise=1e-4, seed=8)
