@@ -89,6 +89,7 @@ def main(argv=None):
     cfg = load_config("l1_topics", args.config)
     torch.set_num_threads(cfg["threads"])
     if args.benchmark_only:
+        torch.set_num_threads(cfg.get("benchmark_threads", cfg["threads"]))
         bench = benchmark(cfg)
         save("l1_topics_benchmark", {"config": cfg, "machine": machine_info(), "benchmark": bench})
         return
