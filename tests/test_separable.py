@@ -364,11 +364,16 @@ def test_state_dict_round_trip():
     torch.testing.assert_close(other(), model())
 
 
-def test_rank2_svd_matches_lapack():
+@pytest.mark.parametrize("direct_max", [256, 0], ids=["eigh", "subspace-iteration"])
+def test_rank2_svd_matches_lapack(direct_max):
     g = torch.Generator().manual_seed(9)
     for shape in [(15, 40), (40, 15)]:
         X = torch.rand(*shape, generator=g, dtype=torch.float64)
-        U, S, Vh = kernels.rank2_svd(X, tol=1e-13, max_iter=2000)
+        U, S, Vh = kernels.rank2_svd(X, tol=1e-13, max_iter=2000, direct_max=direct_max)
         U0, S0, Vh0 = torch.linalg.svd(X, full_matrices=False)
         torch.testing.assert_close(S, S0[:2], rtol=1e-8, atol=1e-10)
         torch.testing.assert_close(U @ torch.diag(S) @ Vh, U0[:, :2] @ torch.diag(S0[:2]) @ Vh0[:2], rtol=1e-6, atol=1e-8)
+    x = torch.rand(7, 1, generator=g, dtype=torch.float64)  # one column: rank one, exact
+    U, S, Vh = kernels.rank2_svd(x, direct_max=direct_max)
+    torch.testing.assert_close(U @ torch.diag(S) @ Vh, x)
+    assert S[1] == 0 and torch.allclose(U.T @ U, torch.eye(2, dtype=torch.float64))

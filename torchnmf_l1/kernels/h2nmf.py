@@ -66,48 +66,55 @@ def _sym_eig2(B: Tensor) -> tuple[Tensor, Tensor]:
     return vals, vecs
 
 
-def rank2_svd(X: Tensor, *, start: Tensor | None = None, max_iter: int = 200, tol: float = 1e-9) -> tuple[Tensor, Tensor, Tensor]:
-    """Best rank-two approximation U diag(S) Vh of X (m x n), by subspace iteration.
+def rank2_svd(
+    X: Tensor, *, start: Tensor | None = None, max_iter: int = 200, tol: float = 1e-9, direct_max: int = 256
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Best rank-two approximation U diag(S) Vh of X (m x n).
 
-    Block power iteration on X X^T (formed when m <= n) with a Rayleigh-Ritz step in
-    closed form: only matrix products, no LAPACK eigensolver (whose threaded
-    small-matrix calls are slow on a contended machine). Starts from ``start``
-    (m x 2, e.g. the parent cluster's singular vectors) or from the two columns of
-    largest norm; stops when the subspace moves by less than ``tol``.
+    Works on the smaller Gram matrix G (X X^T when m <= n, else X^T X; p x p with
+    p = min(m, n)). When p <= ``direct_max`` (a hyperspectral cluster: p is at most
+    the number of bands) one symmetric eigendecomposition of G gives the two leading
+    pairs. Otherwise, block power iteration on G from ``start`` (m x 2, e.g. the parent
+    cluster's left singular vectors) or from the two columns of largest norm, until
+    the subspace moves by less than ``tol``, then a Rayleigh-Ritz step in closed form.
 
     Returns U (m x 2), S (2,), Vh (2 x n); for a single column the second triplet is zero.
     """
     m, n = X.shape
     tiny = torch.finfo(X.dtype).tiny
-    if m <= n:
-        G = X @ X.transpose(0, 1)
-        apply = lambda V: G @ V  # noqa: E731
-    else:
-        apply = lambda V: X @ (X.transpose(0, 1) @ V)  # noqa: E731
-    if start is None:
-        top = torch.topk((X * X).sum(dim=0), min(2, n)).indices
-        start = X.index_select(1, top)
-        if n < 2:
-            start = torch.cat([start, torch.ones_like(start)], dim=1)
-    # a fixed, deterministic perturbation keeps the block of rank two
-    ramp = torch.linspace(-1, 1, m, device=X.device, dtype=X.dtype)
-    V = _orthonormalize2(start + 1e-3 * torch.linalg.vector_norm(start) * torch.stack([ramp.flip(0), ramp], dim=1))
-    for it in range(max_iter):
-        Vn = _orthonormalize2(apply(V))
-        if it % 5 == 4:
-            moved = torch.linalg.matrix_norm(Vn - V @ (V.transpose(0, 1) @ Vn))
-            if float(moved) <= tol:
-                V = Vn
-                break
-        V = Vn
-    vals, vecs = _sym_eig2(V.transpose(0, 1) @ apply(V))
-    U = V @ vecs
-    S = vals.clamp_min(0).sqrt()
-    Vh = (U.transpose(0, 1) @ X) / S.clamp_min(tiny).unsqueeze(1)
     if n < 2:
-        S = S * X.new_tensor([1.0, 0.0])
-        Vh = Vh * X.new_tensor([[1.0], [0.0]])
-    return U, S, Vh
+        ramp = torch.linspace(-1, 1, m, device=X.device, dtype=X.dtype)
+        norm = torch.linalg.vector_norm(X)
+        U = _orthonormalize2(torch.stack([X[:, 0], ramp], dim=1))
+        return U, torch.stack([norm, torch.zeros_like(norm)]), X.new_tensor([[1.0], [0.0]])
+    right = n < m  # work with the right singular vectors (n-dimensional)
+    A = X.transpose(0, 1) if right else X
+    G = A @ A.transpose(0, 1)
+    p = G.shape[0]
+    if p <= direct_max:
+        vals, vecs = torch.linalg.eigh(G)
+        vals, V = vals[-2:].flip(0), vecs[:, -2:].flip(1)
+    else:
+        if start is None:
+            start = X.index_select(1, torch.topk((X * X).sum(dim=0), 2).indices)
+        V0 = X.transpose(0, 1) @ start if right else start
+        # a fixed, deterministic perturbation keeps the block of rank two
+        ramp = torch.linspace(-1, 1, p, device=X.device, dtype=X.dtype)
+        V = _orthonormalize2(V0 + 1e-3 * torch.linalg.vector_norm(V0) * torch.stack([ramp.flip(0), ramp], dim=1))
+        for it in range(max_iter):
+            Vn = _orthonormalize2(G @ V)
+            if it % 5 == 4:
+                moved = torch.linalg.matrix_norm(Vn - V @ (V.transpose(0, 1) @ Vn))
+                if float(moved) <= tol:
+                    V = Vn
+                    break
+            V = Vn
+        vals, vecs = _sym_eig2(V.transpose(0, 1) @ (G @ V))
+        V = V @ vecs
+    S = vals.clamp_min(0).sqrt()
+    if right:
+        return (X @ V) / S.clamp_min(tiny), S, V.transpose(0, 1)
+    return V, S, (V.transpose(0, 1) @ X) / S.clamp_min(tiny).unsqueeze(1)
 
 
 def rank2_nnls(W: Tensor, X: Tensor) -> Tensor:
@@ -193,9 +200,18 @@ class _Leaf(NamedTuple):
     split: tuple | None  # (left cols, right cols, error reduction) or None
 
 
-def _leaf(X: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
-    """Analyse the cluster ``cols``: its leading singular vectors and its best split."""
-    Xc = X.index_select(1, cols)
+def _columns(Xt: Tensor, cols: Tensor) -> Tensor:
+    """X(:, cols) as an m x |cols| view, gathered as rows of the contiguous X^T.
+
+    Gathering whole rows of X^T copies contiguous memory; gathering columns of a
+    row-major X is an element-by-element strided copy, several times slower.
+    """
+    return Xt.index_select(0, cols).transpose(0, 1)
+
+
+def _leaf(Xt: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
+    """Analyse the cluster ``cols`` of X (given as X^T): its leading singular vectors and its best split."""
+    Xc = _columns(Xt, cols)
     U, S, Vh = rank2_svd(Xc, start=start)
     u1 = U[:, 0]
     if cols.numel() < 2 or not bool(S[1] > 0):
@@ -208,8 +224,8 @@ def _leaf(X: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
     left, right = cols[first], cols[~first]
     if left.numel() == 0 or right.numel() == 0:
         return _Leaf(cols, U, None)
-    sl = _sigma1_sq(X.index_select(1, left), u1)
-    sr = _sigma1_sq(X.index_select(1, right), u1)
+    sl = _sigma1_sq(_columns(Xt, left), u1)
+    sr = _sigma1_sq(_columns(Xt, right), u1)
     return _Leaf(cols, U, (left, right, float(sl + sr - S[0] * S[0])))
 
 
@@ -248,7 +264,8 @@ def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
     n = X.shape[1]
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= n:
         raise ValueError(f"n_clusters must be an integer in [1, n={n}], got {n_clusters!r}")
-    leaves = [_leaf(X, torch.arange(n, device=X.device))]
+    Xt = X.transpose(0, 1).contiguous()
+    leaves = [_leaf(Xt, torch.arange(n, device=X.device))]
     while len(leaves) < n_clusters:
         gains = [leaf.split[2] if leaf.split is not None else -math.inf for leaf in leaves]
         best = max(range(len(leaves)), key=gains.__getitem__)
@@ -256,11 +273,11 @@ def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
             break  # nothing left to split (e.g. duplicated columns)
         left, right, _ = leaves[best].split
         parent = leaves.pop(best)
-        leaves += [_leaf(X, left, parent.U), _leaf(X, right, parent.U)]
+        leaves += [_leaf(Xt, left, parent.U), _leaf(Xt, right, parent.U)]
     labels = torch.empty(n, dtype=torch.int64, device=X.device)
     reps, sizes = [], []
     for k, leaf in enumerate(leaves):
         labels[leaf.cols] = k
-        reps.append(leaf.cols[_representative(X.index_select(1, leaf.cols), leaf.U[:, 0])])
+        reps.append(leaf.cols[_representative(_columns(Xt, leaf.cols), leaf.U[:, 0])])
         sizes.append(leaf.cols.numel())
     return H2NMFClusters(labels, torch.stack(reps), torch.tensor(sizes, dtype=torch.int64, device=X.device))
