@@ -369,23 +369,31 @@ def project_omega(Y: Tensor, weights: Tensor | None = None) -> Tensor:
     n = Y.shape[0]
     if Y.dim() != 2 or Y.shape[1] != n:
         raise ValueError(f"project_omega needs a square matrix, got shape {tuple(Y.shape)}")
-    Yp = Y.clamp_min(0)
+    if n == 1:
+        return Y.clamp(0, 1)  # only the diagonal constraint 0 <= x_11 <= 1
     if weights is None:
-        C = torch.ones_like(Y)
+        w = torch.ones(n, device=Y.device, dtype=Y.dtype)
     else:
-        w = weights.clamp_min(torch.finfo(Y.dtype).tiny)
-        C = w.unsqueeze(0) / w.unsqueeze(1)
-    B = Yp / C
+        w = weights.to(Y.dtype).clamp_min(torch.finfo(Y.dtype).tiny)
+    w_row, w_col = w.unsqueeze(1), w.unsqueeze(0)
+    # the n x n temporaries are few and updated in place: at this size every fresh
+    # allocation costs page faults comparable to a pass over the data
+    B = Y.clamp_min(0).mul_(w_row).div_(w_col)  # breakpoints b_ij = max(y_ij, 0) / c_ij
     B.diagonal().fill_(-torch.inf)  # the diagonal sorts last and acts as the sentinel
     Bs, order = torch.sort(B, dim=1, descending=True)
-    Cs = torch.gather(C, 1, order)
-    Cs[:, -1] = 0
-    S1 = torch.cumsum(Cs * torch.gather(Yp, 1, order), dim=1)
-    S2 = torch.cumsum(Cs * Cs, dim=1)
+    C2 = w[order].div_(w_row).square_()  # c^2 in the sorted order
+    del order
+    S2 = torch.cumsum(C2[:, :-1], dim=1)
+    S1 = torch.cumsum(C2[:, :-1].mul_(Bs[:, :-1]), dim=1)  # prefix sums of c y = c^2 b
+    del C2
     d = torch.diagonal(Y).unsqueeze(1)
-    T = torch.cat([d, d + S1[:, :-1]], dim=1) / torch.cat([torch.ones_like(d), 1 + S2[:, :-1]], dim=1)
-    k = torch.argmax((T >= Bs).to(torch.int8), dim=1, keepdim=True)
-    t = torch.gather(T, 1, k).clamp(0, 1)
-    P = torch.minimum(Yp, C * t)
+    T = S1.add_(d).div_(S2.add_(1))  # t_k for k = 1 .. n-1 largest breakpoints active
+    del S2
+    first = torch.cat([d >= Bs[:, :1], T >= Bs[:, 1:]], dim=1)  # t_0 = y_ii
+    del Bs
+    k = torch.argmax(first.to(torch.int8), dim=1, keepdim=True)
+    t = torch.where(k == 0, d, torch.gather(T, 1, (k - 1).clamp_min(0))).clamp_(0, 1)
+    del T
+    P = torch.minimum(B, t, out=B).mul_(w_col).div_(w_row)  # min(y_ij^+, c_ij t_i) = c_ij min(b_ij, t_i)
     P.diagonal().copy_(t.squeeze(1))
     return P

@@ -131,7 +131,8 @@ class FGNSR(SeparableSolver):
         M = self.M
         G = M.transpose(0, 1) @ (self.MY - M)
         G.diagonal().add_(self.mu * self.p)
-        Xn = kernels.project_omega(self.Y - G / self.L, self.w)
+        # Y - G / L written into G: one pass over the n x n iterate, no new allocation
+        Xn = kernels.project_omega(torch.addcdiv(self.Y, G, self.L, value=-1, out=G), self.w)
         MXn = M @ Xn
         fn = self._objective(MXn, Xn)
         rise = fn > self.f
@@ -139,7 +140,7 @@ class FGNSR(SeparableSolver):
         beta = torch.where(rise, torch.zeros_like(t_next), (self.t - 1) / t_next)
         X_new = torch.where(rise, self.Xs, Xn)
         MX_new = torch.where(rise, self.MX, MXn)
-        self.Y = X_new + beta * (X_new - self.Xs)
+        self.Y = torch.lerp(X_new, self.Xs, -beta)  # X_new + beta (X_new - Xs) in one pass
         self.MY = MX_new + beta * (MX_new - self.MX)
         self.t = torch.where(rise, torch.ones_like(t_next), t_next)
         self.f = torch.where(rise, self.f, fn)
