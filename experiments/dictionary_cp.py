@@ -25,10 +25,18 @@ import torch
 
 from _common import load_config, machine, write
 from torchnmf_l1 import DictionaryCP
-from torchnmf_l1.kernels import match_atoms
+from torchnmf_l1.kernels import cp_reconstruct, match_atoms
 
 
-def dictionary(p, d):
+def dictionary(p, d, kind="bumps", generator=None):
+    """The dictionary (p x d): "bumps" (Gaussian bumps on a fine grid of centres, neighbours
+    nearly collinear) or "uniform" (i.i.d. U[0, 1) columns scaled to unit norm, as in the
+    reference code of Cohen and Gillis: all atoms inside one narrow cone)."""
+    if kind == "uniform":
+        D = torch.rand(p, d, generator=generator, dtype=torch.float64)
+        return D / D.norm(dim=0)
+    if kind != "bumps":
+        raise ValueError(f"dictionary kind must be 'bumps' or 'uniform', got {kind!r}")
     grid = torch.linspace(0, 1, p, dtype=torch.float64)[:, None]
     centres = torch.linspace(0.1, 0.9, d, dtype=torch.float64)[None, :]
     return torch.exp(-((grid - centres) ** 2) / (2 * 0.08**2)) + 0.01
@@ -52,15 +60,18 @@ def main(name: str = "dictionary_cp"):
     from tensorly.decomposition import non_negative_parafac_hals
 
     shape, r, d = cfg["shape"], cfg["rank"], cfg["atoms"]
+    kind = cfg.get("dictionary", "bumps")
     D = dictionary(shape[0], d)
     rows = []
     for seed in range(cfg["seeds"]):
         g = torch.Generator().manual_seed(seed)
+        if kind != "bumps":
+            D = dictionary(shape[0], d, kind, generator=g)  # a new random dictionary per seed
         true_idx = sorted(torch.randperm(d, generator=g)[:r].tolist())
         # offset > 0 makes the other modes' columns nearly collinear (an ill-conditioned CPD)
         offset = cfg.get("factor_offset", 0.0)
         factors = [D[:, true_idx]] + [torch.rand(s, r, generator=g, dtype=torch.float64) + offset for s in shape[1:]]
-        clean = torch.einsum("ir,jr,kr->ijk", *factors)
+        clean = cp_reconstruct(factors)
         noise = torch.randn(clean.shape, generator=g, dtype=torch.float64)
         noise *= clean.norm() / noise.norm() / 10 ** (cfg["snr_db"] / 20)
         T = (clean + noise).clamp_min(0)
@@ -82,7 +93,7 @@ def main(name: str = "dictionary_cp"):
                    ours_congruence=congruence(factors, [F.detach() for F in model.factors]),
                    peer_congruence=congruence(factors, peer_factors), ours_iterations=result.n_iter,
                    ours_time=t_ours, peer_time=t_peer, ours_error=result.extra["relative_error"],
-                   peer_error=float(torch.linalg.norm(T - torch.einsum("ir,jr,kr->ijk", *peer_factors)) / T.norm()))
+                   peer_error=float(torch.linalg.norm(T - cp_reconstruct(peer_factors)) / T.norm()))
         rows.append(row)
         print(f"seed {seed:2d} ours exact {row['ours_exact']!s:5s} cong {row['ours_congruence']:.3f} | "
               f"tensorly matched-exact {row['peer_exact']!s:5s} cong {row['peer_congruence']:.3f}")

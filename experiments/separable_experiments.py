@@ -27,7 +27,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from torchnmf_l1 import SeparableNMF, kernels  # noqa: E402
+from torchnmf_l1 import SeparableNMF, kernels, synthetic  # noqa: E402
 from torchnmf_l1.registry import get_solver  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -135,27 +135,6 @@ def image_section(cfg, key):
     return out
 
 
-def middle_points_data(r, m, seed, *, outward=0.0, gaussian=0.0):
-    """Middle-points data: r pure columns W and one column (w_i + w_j) / 2 per pair i < j.
-
-    ``outward`` pushes each middle point away from the mean vertex by that fraction
-    (the adversarial noise of Gillis and Vavasis); ``gaussian`` adds i.i.d. Gaussian
-    noise with ||N||_F = gaussian * ||WH||_F on every column. Entries are clamped at 0.
-    """
-    g = torch.Generator().manual_seed(seed)
-    W = torch.rand(m, r, generator=g, dtype=torch.float64)
-    pairs = list(itertools.combinations(range(r), 2))
-    Hm = torch.zeros(r, len(pairs), dtype=torch.float64)
-    for k, (i, j) in enumerate(pairs):
-        Hm[i, k] = Hm[j, k] = 0.5
-    X = W @ torch.cat([torch.eye(r, dtype=torch.float64), Hm], 1)
-    X[:, r:] += outward * (X[:, r:] - W.mean(1, keepdim=True))
-    if gaussian:
-        N = torch.randn(X.shape, generator=g, dtype=torch.float64)
-        X += gaussian * torch.linalg.norm(X) / torch.linalg.norm(N) * N
-    return X.clamp_min(0)
-
-
 def middle_points(cfg):
     sec = cfg["middle_points"]
     r = sec["rank"]
@@ -169,7 +148,7 @@ def middle_points(cfg):
             for solver in ["spa", "snpa", "xray", "fgnsr"]:
                 hits = []
                 for seed in range(sec["seeds"]):
-                    X = middle_points_data(r, sec["m"], seed, **{noise_model: level})
+                    X = synthetic.middle_points(r, sec["m"], seed=seed, **{noise_model: level})
                     _, row = run(X, r, solver, max_iter=300 if solver == "fgnsr" else None)
                     hits.append(len(set(row["indices"]) & set(range(r))) / r)
                 frac[solver] = float(np.mean(hits))

@@ -13,6 +13,7 @@ from torchnmf_l1 import kernels
 from torchnmf_l1.exceptions import ConvergenceWarning
 from torchnmf_l1.fit import run_fit
 from torchnmf_l1.registry import get_solver
+from torchnmf_l1.synthetic import middle_points
 
 METHODS = ["spa", "snpa", "xray", "vca", "fgnsr"]
 
@@ -273,23 +274,10 @@ def test_fgnsr_detects_rank_from_diagonal():
     assert set(model.indices.tolist()) == truth
 
 
-def _middle_points(r, m, delta, seed):
-    """Vertices W (m x r) and all pairwise midpoints, the midpoints pushed away from mean(W) by delta."""
-    g = torch.Generator().manual_seed(seed)
-    W = torch.rand(m, r, generator=g, dtype=torch.float64)
-    pairs = list(itertools.combinations(range(r), 2))
-    Hm = torch.zeros(r, len(pairs), dtype=torch.float64)
-    for k, (i, j) in enumerate(pairs):
-        Hm[i, k] = Hm[j, k] = 0.5
-    X = W @ torch.cat([torch.eye(r, dtype=torch.float64), Hm], 1)
-    X[:, r:] += delta * (X[:, r:] - W.mean(1, keepdim=True))
-    return X.clamp_min(0)
-
-
 @pytest.mark.filterwarnings("ignore::torchnmf_l1.ConvergenceWarning")  # a fixed FGNSR budget is the point here
 def test_middle_points_noiseless_recovered():
     for seed in range(1):
-        X = _middle_points(6, 10, 0.0, seed)
+        X = middle_points(6, 10, outward=0.0, seed=seed)
         for method in ("spa", "fgnsr"):
             assert set(SeparableNMF(6, method, seed=0, dtype=torch.float64).fit(X, **({"max_iter": 100} if method == "fgnsr" else {})).extra["indices"]) == set(range(6)), (method, seed)
 
@@ -299,7 +287,7 @@ def test_middle_points_noiseless_recovered():
 def test_middle_points_fgnsr_correct_where_spa_fails(seed):
     # delta = 0.4: the pushed-out midpoints have larger norms than some vertices, SPA picks
     # one of them; FGNSR's self-dictionary relaxation still finds the six vertices
-    X = _middle_points(6, 10, 0.4, seed)
+    X = middle_points(6, 10, outward=0.4, seed=seed)
     spa = set(SeparableNMF(6, "spa", dtype=torch.float64).fit(X).extra["indices"])
     fgnsr = set(SeparableNMF(6, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=300).extra["indices"])
     assert spa != set(range(6)), f"SPA found the vertices at this noise level (seed {seed}): the test lost its point"
