@@ -10,7 +10,9 @@ the target: recovery in >= 90 % of the seeds where the peer's congruence is < 0.
 
 ``python dictionary_cp.py [name]`` reads ``configs/<name>.toml`` (default
 ``dictionary_cp``) and writes ``results/<name>.json``; ``factor_offset`` in the config
-adds a constant to the other modes' factors (nearly collinear columns: a harder CPD).
+adds a constant to the other modes' factors (nearly collinear columns: a harder CPD),
+``dictionary = "uniform"`` draws random nonnegative atoms per seed, ``atoms_init``
+("match" or "subspace") is passed to ``DictionaryCP``.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def main(name: str = "dictionary_cp"):
         t_peer = time.perf_counter() - t0
         peer_factors = [peer.factors[0] * peer.weights] + list(peer.factors[1:])
         peer_idx = sorted(match_atoms(peer_factors[0], D).tolist())
-        model = DictionaryCP(r, dictionary=D, mode=0, warmup=cfg["warmup"])
+        model = DictionaryCP(r, dictionary=D, mode=0, warmup=cfg["warmup"], atoms_init=cfg.get("atoms_init", "match"))
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

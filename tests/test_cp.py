@@ -150,6 +150,10 @@ def test_cp_bad_input():
         NonnegativeCP(2).fit(T, factors=[torch.rand(15, 3)] * 3)
     with pytest.raises(ValueError, match="snap must be"):
         DictionaryCP(3, dictionary=D, snap="soft")
+    with pytest.raises(ValueError, match="atoms_init must be 'match' or 'subspace', got 'svd'"):
+        DictionaryCP(3, dictionary=D, atoms_init="svd")
+    with pytest.raises(ValueError, match="atoms_init='subspace' chooses distinct atoms"):
+        DictionaryCP(3, dictionary=D, atoms_init="subspace", distinct=False)
     model = NonnegativeCP(2, seed=0)
     model.fit(T, max_iter=5, tol=0)
     before = [F.detach().clone() for F in model.factors]
@@ -167,3 +171,23 @@ def test_dictionary_cp_flexible_reaches_atoms():
     torch.testing.assert_close(model.factors[0].detach(), D[:, model.indices])  # snapped at the end
     assert sorted(model.indices.tolist()) == true
     assert result.extra["relative_error"] < 1e-2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dictionary_cp_subspace_init_beyond_rank(seed):
+    """Rank 3 on a 20 x 2 x 2 tensor: the CP factors are not unique, the atoms are.
+
+    From the span of the mode-0 unfolding the atoms are found exactly and the fit is
+    exact (on seed 2 the default "match" start ends at wrong atoms, 13 % error).
+    """
+    g = torch.Generator().manual_seed(seed)
+    D = torch.rand(20, 12, generator=g, dtype=torch.float64)
+    true = sorted(torch.randperm(12, generator=g)[:3].tolist())
+    factors = [D[:, true], torch.rand(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64)]
+    T = _full(factors)
+    model = DictionaryCP(3, dictionary=D, atoms_init="subspace", warmup=50, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(T, max_iter=300)
+    assert sorted(model.indices.tolist()) == true
+    assert result.extra["relative_error"] < 1e-3

@@ -285,3 +285,33 @@ def test_dictionary_nmf_dtype_preserved(dtype):
     model.fit(X)
     assert model.H.dtype == dtype and model.W.dtype == dtype
     assert sorted(model.indices.tolist()) == true
+
+
+def test_subspace_atoms_matches_bruteforce():
+    from torchnmf_l1.kernels import subspace_atoms
+
+    g = torch.Generator().manual_seed(4)
+    for trial in range(5):
+        D = torch.rand(6, 8, generator=g, dtype=torch.float64)
+        Y = torch.rand(6, 10, generator=g, dtype=torch.float64)  # no exact answer: a real search
+        residual = {
+            K: float(torch.linalg.norm(Y - D[:, list(K)] @ torch.linalg.lstsq(D[:, list(K)], Y).solution))
+            for K in itertools.combinations(range(8), 3)
+        }
+        best = min(residual, key=residual.get)
+        assert subspace_atoms(Y, D, 3).tolist() == list(best), trial
+
+
+def test_subspace_atoms_greedy_finds_planted_atoms():
+    from torchnmf_l1.kernels import subspace_atoms
+
+    g = torch.Generator().manual_seed(5)
+    D = torch.rand(30, 40, generator=g, dtype=torch.float64)
+    true = [2, 17, 33, 38]
+    Y = D[:, true] @ torch.rand(4, 6, generator=g, dtype=torch.float64)
+    assert subspace_atoms(Y, D, 4, max_subsets=0).tolist() == true  # greedy
+    assert subspace_atoms(Y, D, 4).tolist() == true  # exhaustive (91,390 subsets)
+    with pytest.raises(ValueError, match="same height"):
+        subspace_atoms(Y[:5], D, 4)
+    with pytest.raises(ValueError, match=r"r must be an integer in \[1, min\(p, d\) = 30\], got 31"):
+        subspace_atoms(Y, D, 31)

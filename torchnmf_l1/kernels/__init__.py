@@ -14,7 +14,7 @@ from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, 
 from .weighted_median import segment_layout, weighted_median
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .ksparse import ksparse_nnls
-from .dictionary import atom_scores, match_atoms
+from .dictionary import atom_scores, match_atoms, subspace_atoms
 from .cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
     beta_divergence,
@@ -59,6 +59,7 @@ __all__ = [
     "ksparse_nnls",
     "l1_loss",
     "match_atoms",
+    "subspace_atoms",
     "mu_exponent",
     "mu_update_",
     "nnls_implicit_vjp",

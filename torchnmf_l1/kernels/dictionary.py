@@ -19,11 +19,13 @@ Logistics Quarterly 2, 1955.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["atom_scores", "match_atoms"]
+__all__ = ["atom_scores", "match_atoms", "subspace_atoms"]
 
 _NEG = -1e9  # forbidden pair in a maximisation (scores lie in [-1, 1])
 
@@ -154,3 +156,65 @@ def _grouped_distinct(scores, groups, bounds, r):
         if i < r:
             K[i] = atoms[c]
     return K
+
+
+def subspace_atoms(Y: Tensor, D: Tensor, r: int, *, max_subsets: int = 200_000, chunk: int = 4096) -> Tensor:
+    r"""The r distinct atoms of D whose span best contains the columns of Y.
+
+    .. math:: K = \arg\min_{|K| = r} \|Y - P_{D(:, K)} Y\|_F^2
+              = \arg\max_{|K| = r} \|Q_K^T Y\|_F^2
+
+    with :math:`Q_K` an orthonormal basis of the span of D(:, K). When the column
+    space of a CP factor is identifiable but the factor is not (rank above the other
+    dimensions), this picks its atoms from the unfolding (Cohen and Gillis 2018). All
+    :math:`\binom{d}{r}` subsets are scored in batches (batched QR) when there are at
+    most ``max_subsets`` of them; otherwise greedy forward selection (add the atom that
+    captures most of the remaining energy, as in orthogonal matching pursuit).
+    Subsets of linearly dependent atoms are never chosen by the exhaustive search.
+
+    Parameters
+    ----------
+    Y : Tensor, shape (p, n)
+    D : Tensor, shape (p, d)
+    r : int, 1 <= r <= min(p, d)
+
+    Returns
+    -------
+    Tensor of int64, shape (r,), sorted, on Y's device
+    """
+    if Y.dim() != 2 or D.dim() != 2 or Y.shape[0] != D.shape[0]:
+        raise ValueError(f"Y (p x n) and D (p x d) must have the same height, got {tuple(Y.shape)} and {tuple(D.shape)}")
+    p, d = D.shape
+    if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= min(p, d):
+        raise ValueError(f"r must be an integer in [1, min(p, d) = {min(p, d)}], got {r!r}")
+    tiny = torch.finfo(D.dtype).tiny
+    Dn = D / torch.linalg.vector_norm(D, dim=0, keepdim=True).clamp_min(tiny)
+    # only Y Y^T matters: a p x min(p, n) square root of it stands for Y
+    if Y.shape[1] > p:
+        vals, vecs = torch.linalg.eigh(Y @ Y.transpose(0, 1))
+        Y = vecs * vals.clamp_min(0).sqrt()
+    if math.comb(d, r) <= max_subsets:
+        best_score, best = None, None
+        for subsets in torch.combinations(torch.arange(d, device=D.device), r).reshape(-1, r).split(chunk):
+            Q, R = torch.linalg.qr(Dn[:, subsets].permute(1, 0, 2))
+            score = (Q.transpose(1, 2) @ Y).pow(2).sum(dim=(1, 2))
+            pivots = torch.diagonal(R, dim1=1, dim2=2).abs()
+            score = torch.where(pivots.min(dim=1).values > 1e-8 * pivots.max(dim=1).values, score, -torch.inf)
+            k = torch.argmax(score)
+            if best_score is None or score[k] > best_score:
+                best_score, best = score[k], subsets[k]
+        return best.sort().values
+    chosen = []
+    Q = D.new_zeros(p, 0)
+    for _ in range(r):
+        R = Y - Q @ (Q.transpose(0, 1) @ Y)
+        A = Dn - Q @ (Q.transpose(0, 1) @ Dn)  # atoms' parts outside the current span
+        norms = torch.linalg.vector_norm(A, dim=0)
+        gain = (A.transpose(0, 1) @ R).pow(2).sum(dim=1) / norms.clamp_min(tiny) ** 2
+        gain = torch.where(norms > 1e-8, gain, -torch.inf)
+        if chosen:
+            gain[torch.tensor(chosen, device=D.device)] = -torch.inf
+        j = int(torch.argmax(gain))
+        chosen.append(j)
+        Q = torch.cat([Q, (A[:, j] / norms[j]).unsqueeze(1)], dim=1)
+    return torch.tensor(sorted(chosen), dtype=torch.int64, device=D.device)

@@ -253,6 +253,13 @@ class DictionaryCP(NonnegativeCP):
     snap : {"hard", "flexible"}
         Snap the factor to its atoms after every update, or pull it towards them with
         a growing proximal weight delta (see :mod:`torchnmf_l1.solvers.cp`).
+    atoms_init : {"match", "subspace"}
+        How the first atoms are chosen: matched to the factor after the plain-HALS
+        warm-up, or, before any iteration, as the atoms whose span best contains the
+        mode's unfolding (exhaustive over small subsets, else greedy; see
+        :func:`~torchnmf_l1.kernels.subspace_atoms`), the warm-up then fitting the other
+        factors around them. "subspace" recovers atoms where the plain CPD is not unique
+        (rank above the other dimensions).
     **kwargs
         As :class:`NonnegativeCP`.
 
@@ -262,23 +269,28 @@ class DictionaryCP(NonnegativeCP):
         The selected atoms; ``factors[mode]`` equals ``dictionary[:, indices]``.
     """
 
-    def __init__(self, rank: int, *, dictionary, mode: int = 0, distinct: bool = True, snap: str = "hard", **kwargs):
+    def __init__(self, rank: int, *, dictionary, mode: int = 0, distinct: bool = True, snap: str = "hard", atoms_init: str = "match", **kwargs):
         super().__init__(rank, **kwargs)
         D = _as_dictionary(dictionary, "dictionary", self.device, self.dtype)
         if distinct and rank > D.shape[1]:
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")
         if snap not in ("hard", "flexible"):
             raise ValueError(f"snap must be 'hard' or 'flexible', got {snap!r}")
+        if atoms_init not in ("match", "subspace"):
+            raise ValueError(f"atoms_init must be 'match' or 'subspace', got {atoms_init!r}")
+        if atoms_init == "subspace" and not distinct:
+            raise ValueError("atoms_init='subspace' chooses distinct atoms; it needs distinct=True")
         if isinstance(mode, bool) or not isinstance(mode, int):
             raise TypeError(f"mode must be an integer, got {mode!r}")
         self.mode = mode
         self.distinct = distinct
         self.snap = snap
+        self.atoms_init = atoms_init
         self.register_buffer("dictionary", D)
         self.register_buffer("indices", torch.empty(0, dtype=torch.int64, device=D.device))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", mode={self.mode}, atoms={self.dictionary.shape[1]}, distinct={self.distinct}, snap={self.snap!r}"
+        return super().extra_repr() + f", mode={self.mode}, atoms={self.dictionary.shape[1]}, distinct={self.distinct}, snap={self.snap!r}, atoms_init={self.atoms_init!r}"
 
     def _solver_kwargs(self, T) -> dict:
         if not -T.ndim <= self.mode < T.ndim:
@@ -288,7 +300,8 @@ class DictionaryCP(NonnegativeCP):
             raise ValueError(
                 f"the dictionary has {self.dictionary.shape[0]} rows but mode {mode} of T has size {T.shape[mode]}; they must match"
             )
-        return dict(dictionary=self.dictionary.to(device=T.device, dtype=T.dtype), dict_mode=mode, distinct=self.distinct, snap=self.snap)
+        return dict(dictionary=self.dictionary.to(device=T.device, dtype=T.dtype), dict_mode=mode, distinct=self.distinct, snap=self.snap,
+                    atoms_init=self.atoms_init)
 
     def _run(self, solver, *, tol, callbacks, **kwargs) -> FitResult:
         result = run_fit(solver, tol=0.0, callbacks=[solver.stop_rule(tol), *callbacks], warn=False, **kwargs)

@@ -33,7 +33,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..kernels import hals_nnls_, match_atoms
+from ..kernels import hals_nnls_, match_atoms, subspace_atoms
 from ..kernels.cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from ..registry import register_solver
 
@@ -57,6 +57,12 @@ class CPHALS:
     dict_mode : int
     distinct : bool
     snap : {"hard", "flexible"}
+    atoms_init : {"match", "subspace"}
+        "match": plain HALS during the warm-up, then the atoms best matching the
+        factor. "subspace": the atoms whose span best contains the mode's unfolding
+        (:func:`~torchnmf_l1.kernels.subspace_atoms`), set before the first iteration and
+        held fixed during the warm-up while the other factors are fitted; right when the
+        factor is not identifiable but its column space is (rank above the other dimensions).
     **options
         ``inner_sweeps`` (5), ``warmup`` (20: plain HALS iterations before the
         first matching, so that the atoms are not frozen from a random start),
@@ -67,12 +73,14 @@ class CPHALS:
     name: ClassVar[str] = "hals"
     options: ClassVar[dict] = dict(inner_sweeps=5, warmup=20, delta_factor=0.01, growth=1.5, raise_gap=0.01, stop_gap=0.05)
 
-    def __init__(self, T: Tensor, factors, mask=None, *, dictionary=None, dict_mode: int = 0, distinct=True, snap="hard", **options):
+    def __init__(self, T: Tensor, factors, mask=None, *, dictionary=None, dict_mode: int = 0, distinct=True, snap="hard", atoms_init="match", **options):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise TypeError(f"solver {self.name!r} got unexpected option(s) {unknown}; its options are {sorted(self.options)}")
         if snap not in ("hard", "flexible"):
             raise ValueError(f"snap must be 'hard' or 'flexible', got {snap!r}")
+        if atoms_init not in ("match", "subspace"):
+            raise ValueError(f"atoms_init must be 'match' or 'subspace', got {atoms_init!r}")
         self.config = {**self.options, **options}
         self.T = T
         self.factors = list(factors)
@@ -99,6 +107,13 @@ class CPHALS:
             self.Dn = None
         r = self.factors[0].shape[1]
         self.eye = torch.eye(r, device=T.device, dtype=T.dtype)
+        self.atoms_fixed = False
+        if self.Dn is not None and atoms_init == "subspace":
+            c = self.dict_mode
+            unfolded = torch.movedim(self.Tw, c, 0).reshape(self.Tw.shape[c], -1)
+            self.K = subspace_atoms(unfolded, self.Dn, r)
+            self.factors[c].copy_(self.Dn.index_select(1, self.K))
+            self.atoms_fixed = True
 
     # -- dictionary mode -------------------------------------------------------------
     def _normalise_dict_factor(self) -> None:
@@ -155,6 +170,8 @@ class CPHALS:
         self._cache = None
         constrain = self.Dn is not None and self.iteration > self.config["warmup"]
         for n in range(self.order):
+            if self.atoms_fixed and not constrain and n == self.dict_mode:
+                continue  # warm-up around the atoms chosen up front
             self.update_mode(n)
             if constrain and n == self.dict_mode:
                 self._normalise_dict_factor()
