@@ -19,6 +19,7 @@ from torchnmf_l1.distributed import (  # noqa: E402
     DistributedNMFSolver,
     FrobeniusHALSStatistics,
     KLMUStatistics,
+    L1CDStatistics,
     column_range,
     init_distributed,
 )
@@ -35,14 +36,33 @@ def problem():
     return X, W0, H0
 
 
+def problem_l1():
+    """The same factors, with 40 % of the entries of X set to zero and 5 % made outliers."""
+    X, W0, H0 = problem()
+    g = torch.Generator().manual_seed(1)
+    X = torch.where(torch.rand(M, N, generator=g, dtype=torch.float64) < 0.4, 0.0, X)
+    outliers = torch.rand(M, N, generator=g, dtype=torch.float64) < 0.05
+    return torch.where(outliers, 10 * X, X), W0, H0
+
+
+# name -> (statistics factory, problem); the L1 variants exercise the distributed weighted median
+VARIANTS = {
+    "frobenius": (FrobeniusHALSStatistics, problem),
+    "kl": (KLMUStatistics, problem),
+    "l1": (L1CDStatistics, problem_l1),
+    "wl1": (lambda: L1CDStatistics(0.3, l1_reg_W=0.05, l1_reg_H=0.02), problem_l1),
+}
+
+
 def main(out_dir, mode):
     torch.set_num_threads(1)
     rank, world = init_distributed("gloo", timeout=float(os.environ.get("NMF_TEST_TIMEOUT", "10")))
-    X, W0, H0 = problem()
     a, b = column_range(N, world, rank)
     results = {}
     try:
-        for stats in (FrobeniusHALSStatistics(), KLMUStatistics()):
+        for name, (make_statistics, make_problem) in VARIANTS.items():
+            X, W0, H0 = make_problem()
+            stats = make_statistics()
             W, H = W0.clone(), H0[:, a:b].clone()
             solver = DistributedNMFSolver(X[:, a:b].contiguous(), W, H, statistics=stats)
             if mode == "die":
@@ -59,8 +79,9 @@ def main(out_dir, mode):
             H_all = [torch.empty(R, column_range(N, world, p)[1] - column_range(N, world, p)[0], dtype=torch.float64)
                      for p in range(world)]
             dist.all_gather(H_all, H)
-            results[stats.loss] = dict(W=W, H=torch.cat(H_all, 1), objective=result.final_objective,
-                                       bytes=solver.bytes_all_reduced, seconds=time.perf_counter() - start)
+            results[name] = dict(W=W, H=torch.cat(H_all, 1), objective=result.final_objective,
+                                 bytes=solver.bytes_all_reduced,
+                                 gathered=solver.bytes_all_gathered, seconds=time.perf_counter() - start)
     except DistributedFitError as exc:
         torch.save({"error": str(exc), "type": type(exc).__name__, "time": time.time()},
                    os.path.join(out_dir, f"rank{rank}.pt"))

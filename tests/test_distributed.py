@@ -1,4 +1,5 @@
-"""Data-parallel fit over 2 and 4 local gloo processes equals the single-process fit;
+"""Data-parallel fit over 2 and 4 local gloo processes equals the single-process fit
+(Frobenius HALS, KL MU, L1 and weighted L1 coordinate descent);
 a dead rank makes the others fail with a clear error, not hang."""
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from torchnmf_l1 import NMF
-from torchnmf_l1.distributed import column_range
+from torchnmf_l1.distributed import L1CDStatistics, column_range
+from torchnmf_l1.kernels import selection_rounds
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker as worker  # noqa: E402
@@ -52,12 +54,17 @@ def launch(world, out_dir, mode, timeout=60):
     return procs, outputs, time.time() - start
 
 
-def single_process(loss):
-    X, W0, H0 = worker.problem()
-    if loss == "frobenius":
-        model = NMF(worker.R, solver="hals", alpha=0, scale_init=False, dtype=torch.float64)
-    else:
-        model = NMF(worker.R, loss="kl", solver="mu", dtype=torch.float64)
+SINGLE_PROCESS = {
+    "frobenius": dict(solver="hals", alpha=0, scale_init=False),
+    "kl": dict(loss="kl", solver="mu"),
+    "l1": dict(loss="l1", solver="scd"),
+    "wl1": dict(loss="wl1", zero_weight=0.3, l1_reg_W=0.05, l1_reg_H=0.02, solver="scd"),
+}
+
+
+def single_process(name):
+    X, W0, H0 = worker.VARIANTS[name][1]()
+    model = NMF(worker.R, dtype=torch.float64, **SINGLE_PROCESS[name])
     result = model.fit(X, W=W0, H=H0, max_iter=worker.ITERS, tol=0, check_every=worker.ITERS)
     return model.W.detach(), model.H.detach(), result.final_objective
 
@@ -67,7 +74,7 @@ def test_distributed_equals_single_process(world, tmp_path):
     procs, outputs, _ = launch(world, tmp_path, "fit")
     assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
     results = torch.load(tmp_path / "result.pt")
-    for loss in ("frobenius", "kl"):
+    for loss in worker.VARIANTS:
         W, H, objective = single_process(loss)
         got = results[loss]
         torch.testing.assert_close(got["W"], W, rtol=1e-10, atol=1e-12, msg=f"{loss}: W differs, {world} ranks")
@@ -77,6 +84,29 @@ def test_distributed_equals_single_process(world, tmp_path):
     m, r, it = worker.M, worker.R, worker.ITERS
     assert results["frobenius"]["bytes"] == 8 * (it * (m * r + r * r) + 2)
     assert results["kl"]["bytes"] == 8 * (it * 2 * m * r + 2)
+    # L1: per coordinate of W, the total weights (m) and `rounds` all-reduces of 2 P m counts
+    # and all-gathers of m pivots, rounds = bit length of the longest local row (+ its zero breakpoint);
+    # plus the longest row itself and 2 objective scalars. Nothing of size nnz.
+    X_l1 = worker.problem_l1()[0]
+    longest = max(int((X_l1[:, a:b] != 0).sum(1).max()) + 1 for a, b in (column_range(worker.N, world, p) for p in range(world)))
+    rounds = selection_rounds(longest)
+    for loss in ("l1", "wl1"):
+        assert results[loss]["bytes"] == 8 * (1 + it * r * (m + rounds * 2 * world * m) + 2)
+        assert results[loss]["gathered"] == 8 * it * r * rounds * m
+
+
+def test_l1_statistics_bad_input():
+    from types import SimpleNamespace
+
+    with pytest.raises(ValueError, match="zero_weight must be >= 0, got -0.5"):
+        L1CDStatistics(-0.5)
+    with pytest.raises(ValueError, match="l1_reg_W must be >= 0"):
+        L1CDStatistics(l1_reg_W=-1.0)
+    X = torch.ones(3, 4, dtype=torch.float64)
+    X[1, 2] = -2.0
+    solver = SimpleNamespace(X=X, W=torch.ones(3, 2, dtype=torch.float64), H=torch.ones(2, 4, dtype=torch.float64), rank=1)
+    with pytest.raises(ValueError, match="X must be nonnegative for the L1 loss; rank 1 holds 1 negative entries"):
+        L1CDStatistics().attach(solver)
 
 
 def test_dead_rank_raises_clear_error(tmp_path):

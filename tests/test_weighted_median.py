@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -10,7 +11,12 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from torchnmf_l1.kernels import weighted_median
-from torchnmf_l1.kernels.weighted_median import segment_layout
+from torchnmf_l1.kernels.weighted_median import (
+    segment_layout,
+    selection_rounds,
+    sort_segments,
+    weighted_median_select,
+)
 
 
 def _objective(b, w, x):
@@ -149,3 +155,95 @@ def test_bad_input():
         weighted_median(b, b)
     with pytest.raises(ValueError, match="num_segments"):
         weighted_median(b, b, segment_ids=torch.zeros(3, dtype=torch.long))
+
+
+class _ThreadGroup:
+    """P ranks as threads in one process, with all-gather / all-reduce through a barrier."""
+
+    def __init__(self, world: int):
+        self.barrier = threading.Barrier(world)
+        self.slots = [None] * world
+
+    def collectives(self, rank: int):
+        def all_gather(tensor):
+            self.slots[rank] = tensor
+            self.barrier.wait()
+            out = torch.stack(self.slots)
+            self.barrier.wait()
+            return out
+
+        return (lambda tensor: all_gather(tensor).sum(0)), all_gather
+
+
+def _select_over_ranks(b, w, offsets, extra, default, world, owner, extra_owner):
+    """Split every segment's breakpoints over ``world`` thread-ranks and select the median."""
+    S = offsets.numel() - 1
+    segment = torch.repeat_interleave(torch.arange(S, device=b.device), offsets[1:] - offsets[:-1])
+    shares, longest = [], 1
+    for rank in range(world):
+        mine = owner == rank
+        counts = torch.bincount(segment[mine], minlength=S)
+        local_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        layout = segment_layout(local_offsets, extra=True)
+        local_extra = torch.where(extra_owner == rank, extra, 0.0)
+        shares.append(sort_segments(b[mine], w[mine], layout, extra_weight=local_extra))
+        longest = max(longest, int(counts.max()) + 1 if S else 1)
+    group, results = _ThreadGroup(world), [None] * world
+
+    def run(rank):
+        all_reduce, all_gather = group.collectives(rank)
+        results[rank] = weighted_median_select(shares[rank], all_reduce=all_reduce, all_gather=all_gather,
+                                               rounds=selection_rounds(longest), default=default)
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_distributed_selection_equals_weighted_median(world, device, dtype):
+    """The selection over ranks returns exactly the median of the union, on every rank,
+    with ties, zero weights, empty segments and segments whose whole weight is on one rank."""
+    like = dict(device=device, dtype=dtype)
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        S = 9
+        counts = torch.randint(0, 40, (S,), generator=g)
+        counts[0] = 0
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).to(device)
+        N = int(counts.sum())
+        b = torch.randn(N, generator=g, dtype=torch.float64)
+        w = torch.rand(N, generator=g, dtype=torch.float64)
+        if seed % 2:  # coarse grids: many exact ties, and exact half totals
+            b, w = torch.round(2 * b) / 2, torch.round(4 * w) / 4
+        w[torch.rand(N, generator=g) < 0.2] = 0
+        extra = torch.round(4 * torch.rand(S, generator=g, dtype=torch.float64)) / 4
+        default = torch.randn(S, generator=g, dtype=torch.float64)
+        b, w, extra, default = (t.to(**like) for t in (b, w, extra, default))
+        owner = torch.randint(0, world, (N,), generator=g).to(device)
+        if seed % 3 == 0:
+            owner = torch.zeros_like(owner)  # every breakpoint on rank 0, the others empty
+        extra_owner = torch.randint(0, world, (S,), generator=g).to(device)
+        expected = weighted_median(b, w, offsets, extra_weight=extra, default=default,
+                                   layout=segment_layout(offsets, extra=True))
+        for rank, got in enumerate(_select_over_ranks(b, w, offsets, extra, default, world, owner, extra_owner)):
+            assert torch.equal(got, expected), f"seed {seed}, rank {rank} of {world}: {got} != {expected}"
+
+
+def test_selection_rounds_are_enough_and_needed():
+    """floor(log2(L)) + 1 rounds find the median of L breakpoints on one rank; one round fewer may not."""
+    assert [selection_rounds(n) for n in (0, 1, 2, 3, 4, 7, 8, 1000)] == [1, 1, 2, 2, 3, 3, 4, 10]
+    L = 64
+    b = torch.arange(L, dtype=torch.float64)
+    w = torch.full((L,), 1e-3, dtype=torch.float64)
+    w[-1] = 1.0  # the median is the last breakpoint: every pivot falls below it, halving the count
+    offsets = torch.tensor([0, L])
+    share = sort_segments(b, w, segment_layout(offsets, extra=True), extra_weight=torch.zeros(1, dtype=torch.float64))
+    one_rank = dict(all_reduce=lambda t: t, all_gather=lambda t: t.unsqueeze(0),
+                    default=torch.tensor([7.5], dtype=torch.float64))
+    assert float(weighted_median_select(share, rounds=selection_rounds(L + 1), **one_rank)[0]) == L - 1
+    short = weighted_median_select(share, rounds=selection_rounds(L + 1) - 1, **one_rank)
+    assert float(short[0]) == 7.5, "one round fewer leaves the median unfound (the default is returned)"

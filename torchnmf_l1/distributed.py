@@ -18,13 +18,14 @@ The W-update statistics are pluggable (:class:`WStatistics`):
   update of W for the KL divergence, 2 m r numbers (the same iterates as
   ``NMF(loss="kl", solver="mu")``).
 
-**L1 loss (not implemented here).** The sCD W-update of L1 NMF sets each W_ik to a
-weighted median of the ratios over *all* n columns; a weighted median is not a sum, so it
-has no fixed-size all-reducible statistic. A distributed version would need either a
-bisection on the median with an all-reduced weighted count per step (O(m r) numbers
-times the number of bisection steps) or an all-gather of the breakpoints (O(n) per
-entry). A :class:`WStatistics` subclass can implement either: ``local`` returns the
-tensors to sum, and ``update_W_`` may itself call collectives through ``self.reduce``.
+- :class:`L1CDStatistics`: (weighted) L1-NMF by the sparse coordinate descent of
+  ``NMF(loss="l1" | "wl1", solver="scd")`` (H sweep, then W sweep). The H sweep is
+  column-separable, hence local. The W sweep sets each :math:`W_{ip}` to a weighted
+  median over *all* n columns, which is not a sum: it is computed by an exact
+  distributed selection (:func:`torchnmf_l1.kernels.weighted_median_select`) in which
+  no breakpoint leaves its rank. Per coordinate p, about log2(nnz per row of X_p)
+  rounds, each an all-gather of m numbers per rank and an all-reduce of 2 P m numbers;
+  the iterates equal the single-process ones (up to round-off in exact ties).
 
 Launch with ``torchrun --nproc-per-node=P script.py`` (which sets ``RANK``,
 ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) and call :func:`init_distributed`;
@@ -40,6 +41,8 @@ C. Févotte and J. Idier, "Algorithms for nonnegative matrix factorization with 
 beta-divergence", Neural Computation 23(9), 2011.
 R. Kannan, G. Ballard and H. Park, "A high-performance parallel algorithm for
 nonnegative matrix factorization", PPoPP 2016.
+A. Saukas and S. W. Song, "A note on parallel selection on coarse-grained
+multicomputers", Algorithmica 24, 1999.
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import kernels
+from .data import Data
+from .problem import Penalties, resolve_loss
 
 __all__ = [
     "DistributedFitError",
     "DistributedNMFSolver",
     "FrobeniusHALSStatistics",
     "KLMUStatistics",
+    "L1CDStatistics",
     "WStatistics",
     "column_range",
     "init_distributed",
@@ -101,10 +107,23 @@ class WStatistics:
 
     Subclasses implement :meth:`local` (tensors summed over the ranks), :meth:`update_W_`
     (from the summed tensors, the same on every rank), :meth:`update_H_` (local) and
-    :meth:`local_objective` (summed over the ranks at convergence checks).
+    :meth:`local_objective` (summed over the ranks at convergence checks); or override
+    :meth:`step_` when one all-reduce per iteration does not describe the update.
     """
 
     loss = "none"
+
+    def attach(self, solver: "DistributedNMFSolver") -> None:
+        """Called once by the solver (collectively on every rank) before the first step."""
+
+    def factors_changed(self, solver: "DistributedNMFSolver") -> None:
+        """Called when W and H were overwritten (resume from a checkpoint): refresh any state."""
+
+    def step_(self, solver: "DistributedNMFSolver") -> None:
+        """One outer iteration: all-reduce the W statistics, update W, then the local H."""
+        reduced = solver.reduce(self.local(solver.X, solver.W, solver.H), "W-update statistics")
+        self.update_W_(solver.W, reduced)
+        self.update_H_(solver.X, solver.W, solver.H)
 
     def local(self, X: Tensor, W: Tensor, H: Tensor) -> list[Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -169,13 +188,102 @@ class KLMUStatistics(WStatistics):
         return kernels.kl_divergence(X, W, H)
 
 
+class L1CDStatistics(WStatistics):
+    r"""(Weighted) L1 loss by exact coordinate descent, the iterates of ``solver="scd"``.
+
+    .. math:: \sum_{(i,j)\in\Omega} |X_{ij} - (WH)_{ij}| + \lambda \sum_{(i,j)\notin\Omega} (WH)_{ij}
+              + \lambda^{(1)}_W \|W\|_1 + \lambda^{(1)}_H \|H\|_1
+
+    with :math:`\Omega` the nonzeros of X. One iteration: the H sweep on the local
+    columns (local), then the W sweep, whose weighted medians are selected across the
+    ranks (:func:`torchnmf_l1.kernels.weighted_median_select`). Each rank keeps the
+    residual on the support of its own columns only; nothing of size nnz is communicated.
+    One instance per solver (it holds that solver's support and residual).
+
+    Parameters
+    ----------
+    zero_weight : float
+        :math:`\lambda \ge 0` (1: plain L1-NMF).
+    l1_reg_W, l1_reg_H : float
+        L1 penalties (>= 0).
+    """
+
+    def __init__(self, zero_weight: float = 1.0, *, l1_reg_W: float = 0.0, l1_reg_H: float = 0.0):
+        self.lam = resolve_loss("wl1", zero_weight=zero_weight).zero_weight
+        self.loss = "l1" if self.lam == 1.0 else "wl1"
+        self.penalties = Penalties(l1_W=l1_reg_W, l1_H=l1_reg_H)
+        self.solver = None
+
+    def attach(self, solver):
+        if self.solver is not None:
+            raise ValueError("an L1CDStatistics instance holds one solver's residual: create one per solver")
+        X = solver.X
+        if kernels.is_sparse(X):
+            X = X.to_sparse_csr()
+        negative = (kernels.sparse_values(X) if kernels.is_sparse(X) else X) < 0
+        if bool(negative.any()):
+            raise ValueError(f"X must be nonnegative for the L1 loss; rank {solver.rank} holds {int(negative.sum())} negative entries")
+        if not kernels.is_sparse(X):
+            X = X.to_sparse_csr()
+        self.solver = solver
+        self.data = Data.from_tensor(X)
+        self.data_t = self.data.T
+        self.offsets = self.data.X.crow_indices().to(torch.int64)
+        self.offsets_t = self.data_t.X.crow_indices().to(torch.int64)
+        self.layout = kernels.segment_layout(self.offsets, extra=True)
+        self.layout_t = kernels.segment_layout(self.offsets_t, extra=True)
+        self.factors_changed(solver)
+        longest = (self.offsets[1:] - self.offsets[:-1]).max() + 1 if self.offsets.numel() > 1 else self.offsets.new_ones(())
+        (longest,) = solver.reduce([longest.reshape(1).to(solver.W.dtype)], "longest row length", op=dist.ReduceOp.MAX)
+        self.rounds = kernels.selection_rounds(int(longest[0]))
+
+    def factors_changed(self, solver):
+        self.R = self.data.values - kernels.wh_on_support(solver.W, solver.H, self.data.rows, self.data.cols)
+
+    def _median(self, b, w, offsets, *, extra_weight, default, layout):
+        solver = self.solver
+        share = kernels.sort_segments(b, w, layout, extra_weight=extra_weight)
+        return kernels.weighted_median_select(
+            share,
+            all_reduce=lambda t: solver.reduce([t], "weighted-median counts")[0],
+            all_gather=lambda t: solver.gather(t, "weighted-median pivots"),
+            rounds=self.rounds,
+            default=default,
+        )
+
+    def step_(self, solver):
+        from .solvers.l1_cd import sparse_l1_sweep_
+
+        d, dt = self.data, self.data_t
+        Rt = sparse_l1_sweep_(
+            solver.H, solver.W, self.R[d.perm_t], dt.rows, dt.cols, self.offsets_t,
+            zero_weight=self.lam, l1=self.penalties.l1_H, layout=self.layout_t,
+        )
+        self.R = Rt[dt.perm_t]
+        Wt = solver.W.transpose(0, 1).contiguous()
+        # the W penalty is one more weight on the breakpoint at 0: added once, by rank 0
+        self.R = sparse_l1_sweep_(
+            Wt, solver.H.transpose(0, 1), self.R, d.rows, d.cols, self.offsets,
+            zero_weight=self.lam, l1=self.penalties.l1_W if solver.rank == 0 else 0.0,
+            layout=self.layout, median=self._median,
+        )
+        solver.W.copy_(Wt.transpose(0, 1))
+
+    def local_objective(self, X, W, H):
+        value = kernels.weighted_l1_loss(self.data.X, W, H, self.lam, self.data.support)
+        value = value + self.penalties.l1_H * H.sum()
+        if self.solver.rank == 0:
+            value = value + self.penalties.l1_W * W.sum()
+        return value
+
+
 class DistributedNMFSolver:
     """One rank's share of a data-parallel NMF fit, for :func:`torchnmf_l1.fit.run_fit`.
 
     Parameters
     ----------
     X : Tensor, shape (m, n_p)
-        This rank's columns (dense).
+        This rank's columns (dense; torch.sparse also for :class:`L1CDStatistics`).
     W : Tensor, shape (m, r)
         Replicated factor, identical on every rank at the start (updated in place).
     H : Tensor, shape (r, n_p)
@@ -189,7 +297,9 @@ class DistributedNMFSolver:
     ----------
     bytes_all_reduced : int
         Bytes this rank passed to ``all_reduce`` so far (one flat buffer per iteration
-        and one scalar per objective evaluation).
+        and one scalar per objective evaluation for Frobenius and KL).
+    bytes_all_gathered : int
+        Bytes this rank contributed to ``all_gather`` (the L1 solver's median pivots).
     """
 
     name = "distributed"
@@ -210,29 +320,40 @@ class DistributedNMFSolver:
         self.rank = dist.get_rank(group)
         self.iteration = 0
         self.bytes_all_reduced = 0
+        self.bytes_all_gathered = 0
+        self.statistics.attach(self)
 
-    def reduce(self, tensors: list[Tensor], what: str) -> list[Tensor]:
-        """Sum ``tensors`` over the ranks with one all_reduce of a flat buffer."""
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        self.bytes_all_reduced += flat.numel() * flat.element_size()
+    def _collective(self, name: str, what: str, call) -> None:
         try:
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=self.group)
+            call()
         except Exception as exc:  # gloo/NCCL raise RuntimeError or DistBackendError subclasses
             raise DistributedFitError(
-                f"rank {self.rank}: all_reduce of the {what} failed at iteration {self.iteration}: a peer rank "
+                f"rank {self.rank}: {name} of the {what} failed at iteration {self.iteration}: a peer rank "
                 f"died, left, or did not answer within the process-group timeout ({type(exc).__name__}: {exc})"
             ) from exc
+
+    def reduce(self, tensors: list[Tensor], what: str, op=dist.ReduceOp.SUM) -> list[Tensor]:
+        """Sum (or ``op``) ``tensors`` over the ranks with one all_reduce of a flat buffer."""
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        self.bytes_all_reduced += flat.numel() * flat.element_size()
+        self._collective("all_reduce", what, lambda: dist.all_reduce(flat, op=op, group=self.group))
         out, offset = [], 0
         for t in tensors:
             out.append(flat[offset:offset + t.numel()].view_as(t))
             offset += t.numel()
         return out
 
+    def gather(self, tensor: Tensor, what: str) -> Tensor:
+        """``tensor`` of every rank, stacked: shape ``(world_size, *tensor.shape)``."""
+        tensor = tensor.contiguous()
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(self.group))]
+        self.bytes_all_gathered += tensor.numel() * tensor.element_size()
+        self._collective("all_gather", what, lambda: dist.all_gather(parts, tensor, group=self.group))
+        return torch.stack(parts)
+
     def step(self) -> None:
         self.iteration += 1
-        reduced = self.reduce(self.statistics.local(self.X, self.W, self.H), "W-update statistics")
-        self.statistics.update_W_(self.W, reduced)
-        self.statistics.update_H_(self.X, self.W, self.H)
+        self.statistics.step_(self)
 
     def objective(self) -> Tensor:
         (total,) = self.reduce([self.statistics.local_objective(self.X, self.W, self.H).reshape(1)], "objective")
@@ -245,3 +366,4 @@ class DistributedNMFSolver:
         self.W.copy_(state["W"])
         self.H.copy_(state["H"])
         self.iteration = int(state["iteration"])
+        self.statistics.factors_changed(self)

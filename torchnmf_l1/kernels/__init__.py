@@ -11,7 +11,7 @@ from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_solve, nnls_mu_step, nnls_pg_solve, nnls_pg_step, nnls_stationarity
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
-from .weighted_median import segment_layout, weighted_median
+from .weighted_median import selection_rounds, segment_layout, sort_segments, weighted_median, weighted_median_select
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .ksparse import ksparse_nnls
 from .dictionary import atom_scores, match_atoms, subspace_atoms
@@ -79,8 +79,10 @@ __all__ = [
     "relative_error",
     "safe_div",
     "segment_layout",
+    "selection_rounds",
     "simplex_nnls",
     "snpa",
+    "sort_segments",
     "spa",
     "sparse_pattern_wt",
     "sparse_values",
@@ -90,6 +92,7 @@ __all__ = [
     "vca",
     "weighted_l1_loss",
     "weighted_median",
+    "weighted_median_select",
     "wh_on_support",
     "wt_x",
     "x_ht",

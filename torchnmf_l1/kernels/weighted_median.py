@@ -31,7 +31,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["weighted_median", "SegmentLayout", "segment_layout"]
+__all__ = [
+    "SegmentLayout",
+    "SortedSegments",
+    "segment_layout",
+    "segment_median_candidate",
+    "segment_weight_up_to",
+    "selection_rounds",
+    "sort_segments",
+    "weighted_median",
+    "weighted_median_select",
+]
 
 
 def _sort_key_float32(values: Tensor) -> Tensor:
@@ -289,4 +299,168 @@ def _dense_weighted_median(b: Tensor, w: Tensor, extra_weight, default, nonneg: 
     median = torch.gather(bs, 0, idx.transpose(0, 1)).reshape(S) if cum.shape[0] else b.new_zeros(S)
     fallback = default.to(median.dtype) if default is not None else median.new_zeros(())
     median = torch.where(total.reshape(S) > 0, median, fallback)
+    return median.clamp_min(0) if nonneg else median
+
+
+class SortedSegments:
+    """The breakpoints of a segmented problem sorted once, for repeated rank queries.
+
+    Built by :func:`sort_segments`. Bucket ``k`` holds ``(segs, values, cum0)``: the
+    segment ids (n_k,), each segment's breakpoints sorted increasingly (n_k, L_k) with
+    every breakpoint of weight zero (and the padding) moved to ``+inf``, and the cumulative
+    weights with a leading zero (n_k, L_k + 1). ``total`` (S,) is each segment's weight.
+    """
+
+    def __init__(self, buckets, total: Tensor):
+        self.buckets = buckets
+        self.total = total
+
+
+def sort_segments(breakpoints: Tensor, weights: Tensor, layout: SegmentLayout, *, extra_weight: Tensor | None = None) -> SortedSegments:
+    """Sort each segment of a bucketed layout once (see :class:`SortedSegments`).
+
+    Same inputs as :func:`weighted_median` with ``layout=``. A breakpoint of weight
+    zero is never a weighted median (unless every weight is zero), so it is sent to
+    ``+inf``, behind every breakpoint that can be one.
+    """
+    S, N = layout.num_segments, layout.num_entries
+    if breakpoints.numel() != N or weights.shape != breakpoints.shape:
+        raise ValueError(f"layout was built for {N} entries, got breakpoints {tuple(breakpoints.shape)} and weights {tuple(weights.shape)}")
+    if (extra_weight is not None) != layout.extra:
+        raise ValueError("extra_weight must be given exactly when the layout was built with extra=True")
+    ext = extra_weight.to(weights.dtype) if extra_weight is not None else weights.new_zeros(S)
+    w_ext = torch.cat([weights, ext, weights.new_zeros(1)])
+    b_ext = torch.cat([breakpoints, breakpoints.new_zeros(S), breakpoints.new_zeros(1)])
+    b_ext = torch.where(w_ext > 0, b_ext, float("inf"))
+    total = breakpoints.new_zeros(S)
+    buckets = []
+    for segs, index in layout.buckets:
+        shape = index.shape
+        flat = index.view(-1)
+        values, order = torch.sort(b_ext.index_select(0, flat).view(shape), dim=1)
+        cum = torch.cumsum(torch.gather(w_ext.index_select(0, flat).view(shape), 1, order), dim=1)
+        cum0 = torch.cat([cum.new_zeros(shape[0], 1), cum], dim=1)
+        total.index_copy_(0, segs, cum0[:, -1])
+        buckets.append((segs, values, cum0))
+    return SortedSegments(buckets, total)
+
+
+def segment_median_candidate(sorted_segments: SortedSegments, low: Tensor, high: Tensor) -> Tensor:
+    """Per segment, the lower median *by count* of its breakpoints in the open interval (low, high).
+
+    ``low``, ``high``: (S,). NaN where a segment has no breakpoint of positive weight
+    in the interval. Used as the pivot of the distributed selection: whichever side of
+    the weighted median it falls on, at least half of the segment's remaining
+    breakpoints are eliminated.
+    """
+    out = low.new_full(low.shape, float("nan"))
+    for segs, values, _ in sorted_segments.buckets:
+        lo = torch.searchsorted(values, low.index_select(0, segs).unsqueeze(1).contiguous(), right=True)
+        hi = torch.searchsorted(values, high.index_select(0, segs).unsqueeze(1).contiguous(), right=False)
+        count = hi - lo
+        index = (lo + torch.div(count - 1, 2, rounding_mode="floor")).clamp(0, values.shape[1] - 1)
+        pivot = torch.gather(values, 1, index).squeeze(1)
+        out.index_copy_(0, segs, torch.where(count.squeeze(1) > 0, pivot, float("nan")))
+    return out
+
+
+def segment_weight_up_to(sorted_segments: SortedSegments, points: Tensor) -> Tensor:
+    """Weight of each segment's breakpoints ``<= t`` and ``< t`` for P query points per segment.
+
+    ``points``: (P, S), finite. Returns (2, P, S): ``[weight(b <= t), weight(b < t)]``.
+    """
+    P, S = points.shape
+    out = points.new_zeros(2, P, S)
+    for segs, values, cum0 in sorted_segments.buckets:
+        queries = points.index_select(1, segs).transpose(0, 1).contiguous()  # (n_k, P)
+        at_most = torch.gather(cum0, 1, torch.searchsorted(values, queries, right=True))
+        below = torch.gather(cum0, 1, torch.searchsorted(values, queries, right=False))
+        out.index_copy_(2, segs, torch.stack([at_most, below]).transpose(1, 2))
+    return out
+
+
+def selection_rounds(longest_segment: int) -> int:
+    """Rounds of :func:`weighted_median_select` that suffice for segments of at most this length.
+
+    Each round at least halves every rank's count of candidate breakpoints per segment
+    (``c -> floor(c / 2)``), and the median is found before a count reaches 0:
+    ``floor(log2(longest)) + 1`` rounds.
+    """
+    return max(int(longest_segment), 1).bit_length()
+
+
+def weighted_median_select(
+    sorted_segments: SortedSegments,
+    *,
+    all_reduce,
+    all_gather,
+    rounds: int,
+    default: Tensor | None = None,
+    nonneg: bool = True,
+) -> Tensor:
+    r"""Exact lower weighted median of segments whose breakpoints are spread over several ranks.
+
+    Every rank holds a share of the breakpoints of the same S segments (in L1-NMF: the
+    terms of one row of W from its own columns of X) and calls this function with its
+    share sorted by :func:`sort_segments`; all ranks return the lower weighted median of
+    the union, the value :func:`weighted_median` would return on all the breakpoints
+    together (the first breakpoint :math:`v` with :math:`C(\le v) \ge \tfrac12 C_{total}`).
+
+    Distributed selection, no breakpoint leaves its rank: each segment keeps an open
+    interval (low, high) that contains the median. In each round every rank proposes the
+    median by count of its breakpoints inside the interval; the P proposals are
+    gathered, every rank computes the weights ``C(<= t)`` and ``C(< t)`` of its
+    breakpoints at each proposal, and these are summed over the ranks. A proposal t with
+    :math:`C(<t) < \tfrac12 C_{total} \le C(\le t)` is the median; otherwise it bounds
+    the interval from below or above. Each proposal eliminates at least half of its
+    rank's remaining breakpoints, so ``rounds = selection_rounds(longest local
+    segment)`` rounds suffice; no host synchronisation inside.
+
+    Parameters
+    ----------
+    sorted_segments : SortedSegments
+        This rank's breakpoints (and extra breakpoint at 0), from :func:`sort_segments`.
+    all_reduce : callable
+        ``all_reduce(tensor) -> tensor`` summed over the ranks (identity on one rank).
+    all_gather : callable
+        ``all_gather(tensor) -> tensor`` of shape ``(P, *tensor.shape)`` (``unsqueeze(0)`` on one rank).
+    rounds : int
+        The same on every rank: :func:`selection_rounds` of the longest segment of any rank.
+    default : Tensor, shape (S,), optional
+        Returned where the total weight of a segment is zero; 0 when None.
+    nonneg : bool
+        Clamp the median at 0.
+
+    Returns
+    -------
+    Tensor, shape (S,)
+        Identical on every rank.
+
+    Communication: ``rounds`` times an all-gather of S numbers per rank and an
+    all-reduce of 2 P S numbers, plus one all-reduce of S numbers.
+
+    References
+    ----------
+    A. Saukas and S. W. Song, "A note on parallel selection on coarse-grained
+    multicomputers", Algorithmica 24, 1999 (selection by medians of local medians).
+    """
+    total = all_reduce(sorted_segments.total.clone())
+    half = _half(total, total)
+    S = total.shape[0]
+    inf = float("inf")
+    low = total.new_full((S,), -inf)
+    high = total.new_full((S,), inf)
+    value = total.new_full((S,), inf)
+    for _ in range(rounds):
+        proposals = all_gather(segment_median_candidate(sorted_segments, low, high))  # (P, S)
+        valid = ~torch.isnan(proposals)
+        at_most, below = all_reduce(segment_weight_up_to(sorted_segments, torch.where(valid, proposals, 0.0))).unbind(0)
+        reaches = valid & (at_most >= half)
+        hit = reaches & (below < half)
+        value = torch.minimum(value, torch.where(hit, proposals, inf).amin(0))
+        high = torch.minimum(high, torch.where(reaches & ~hit, proposals, inf).amin(0))
+        low = torch.maximum(low, torch.where(valid & ~reaches, proposals, -inf).amax(0))
+    fallback = default.to(total.dtype) if default is not None else total.new_zeros(S)
+    # value stays +inf only where the total weight is zero (or a weight underflowed to +inf breakpoints)
+    median = torch.where((total > 0) & torch.isfinite(value), value, fallback)
     return median.clamp_min(0) if nonneg else median

@@ -68,6 +68,7 @@ def sparse_l1_sweep_(
     zero_weight: float = 1.0,
     l1: float = 0.0,
     layout=None,
+    median=None,
 ) -> Tensor:
     r"""One exact coordinate-descent sweep over the rows of G (r x S), in place.
 
@@ -89,6 +90,11 @@ def sparse_l1_sweep_(
         CSR offsets of the segments.
     layout : SegmentLayout, optional
         ``segment_layout(offsets, extra=True)``, built once.
+    median : callable, optional
+        ``median(b, w, offsets, extra_weight=, default=, layout=)``, the scalar solver;
+        default :func:`torchnmf_l1.kernels.weighted_median`. The data-parallel L1 solver
+        passes :func:`torchnmf_l1.kernels.weighted_median_select` over its ranks
+        (:class:`torchnmf_l1.distributed.L1CDStatistics`).
 
     Returns
     -------
@@ -96,6 +102,7 @@ def sparse_l1_sweep_(
         The updated residual.
     """
     r, S = G.shape
+    median = kernels.weighted_median if median is None else median
     column_sums = F.sum(0)
     tiny = torch.finfo(F.dtype).tiny
     for p in range(r):
@@ -108,7 +115,7 @@ def sparse_l1_sweep_(
         extra = (zero_weight * (column_sums[p] - on_support)).clamp_min(0)
         if l1:
             extra = extra + l1
-        new = kernels.weighted_median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
+        new = median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
         R = a - w * new.index_select(0, segments)
         G[p] = new
     return R
