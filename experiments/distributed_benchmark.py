@@ -196,7 +196,7 @@ def main():
                      "all_reduce_bytes_per_iteration_per_rank": reduced,
                      "all_gather_bytes_per_iteration_per_rank": gathered,
                      "model_bytes_per_iteration": model, "measured_over_model": (reduced + gathered) / model,
-                     "gather_breakpoints_bytes_per_iteration": 4 * r * nnz})
+                     "gather_breakpoints_bytes_per_iteration": 4 * r * nnz if args.loss == "l1" else None})
     reference = single_process_seconds(args)
     base = rows[0]["seconds_per_iteration"]
     print(f"{args.loss}: X {m} x {args.n} float32 (nnz {nnz}), rank {r}, {args.iters} iterations, "
@@ -208,7 +208,7 @@ def main():
         print(f"{row['processes']:>5} {row['seconds_per_iteration']:9.4f} {base / row['seconds_per_iteration']:9.2f} "
               f"{reference / row['seconds_per_iteration']:9.2f} {row['selection_rounds']:>6} {sent:11.0f} "
               f"{row['model_bytes_per_iteration']:9d} {row['measured_over_model']:6.2f} "
-              f"{row['gather_breakpoints_bytes_per_iteration']:13d}")
+              f"{row['gather_breakpoints_bytes_per_iteration'] or '-':>13}")
     names = {"frobenius": "HALS", "l1": "L1 sparse coordinate descent"}
     out = {"benchmark": f"distributed data-parallel {names[args.loss]} (gloo, local processes)",
            "machine": {"platform": platform.platform(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
