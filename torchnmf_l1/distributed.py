@@ -55,8 +55,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from . import kernels
-from .data import Data
+from .data import prepare_data
 from .problem import Penalties, resolve_loss
+from .solvers.l1_cd import SparseL1State
 
 __all__ = [
     "DistributedFitError",
@@ -218,27 +219,19 @@ class L1CDStatistics(WStatistics):
         if self.solver is not None:
             raise ValueError("an L1CDStatistics instance holds one solver's residual: create one per solver")
         X = solver.X
-        if kernels.is_sparse(X):
-            X = X.to_sparse_csr()
         negative = (kernels.sparse_values(X) if kernels.is_sparse(X) else X) < 0
         if bool(negative.any()):
             raise ValueError(f"X must be nonnegative for the L1 loss; rank {solver.rank} holds {int(negative.sum())} negative entries")
-        if not kernels.is_sparse(X):
-            X = X.to_sparse_csr()
         self.solver = solver
-        self.data = Data.from_tensor(X)
-        self.data_t = self.data.T
-        self.offsets = self.data.X.crow_indices().to(torch.int64)
-        self.offsets_t = self.data_t.X.crow_indices().to(torch.int64)
-        self.layout = kernels.segment_layout(self.offsets, extra=True)
-        self.layout_t = kernels.segment_layout(self.offsets_t, extra=True)
-        self.factors_changed(solver)
-        longest = (self.offsets[1:] - self.offsets[:-1]).max() + 1 if self.offsets.numel() > 1 else self.offsets.new_ones(())
+        # validated (finite) and without stored zeros, which would count as support
+        self.state = SparseL1State(prepare_data(X, device=X.device, dtype=X.dtype), solver.W, solver.H)
+        offsets = self.state.offsets
+        longest = (offsets[1:] - offsets[:-1]).max() + 1 if offsets.numel() > 1 else offsets.new_ones(())
         (longest,) = solver.reduce([longest.reshape(1).to(solver.W.dtype)], "longest row length", op=dist.ReduceOp.MAX)
         self.rounds = kernels.selection_rounds(int(longest[0]))
 
     def factors_changed(self, solver):
-        self.R = self.data.values - kernels.wh_on_support(solver.W, solver.H, self.data.rows, self.data.cols)
+        self.state.reset_residual(solver.W, solver.H)
 
     def _median(self, b, w, offsets, *, extra_weight, default, layout):
         solver = self.solver
@@ -252,25 +245,14 @@ class L1CDStatistics(WStatistics):
         )
 
     def step_(self, solver):
-        from .solvers.l1_cd import sparse_l1_sweep_
-
-        d, dt = self.data, self.data_t
-        Rt = sparse_l1_sweep_(
-            solver.H, solver.W, self.R[d.perm_t], dt.rows, dt.cols, self.offsets_t,
-            zero_weight=self.lam, l1=self.penalties.l1_H, layout=self.layout_t,
-        )
-        self.R = Rt[dt.perm_t]
-        Wt = solver.W.transpose(0, 1).contiguous()
+        self.state.sweep_H_(solver.W, solver.H, zero_weight=self.lam, l1=self.penalties.l1_H)
         # the W penalty is one more weight on the breakpoint at 0: added once, by rank 0
-        self.R = sparse_l1_sweep_(
-            Wt, solver.H.transpose(0, 1), self.R, d.rows, d.cols, self.offsets,
-            zero_weight=self.lam, l1=self.penalties.l1_W if solver.rank == 0 else 0.0,
-            layout=self.layout, median=self._median,
-        )
-        solver.W.copy_(Wt.transpose(0, 1))
+        self.state.sweep_W_(solver.W, solver.H, zero_weight=self.lam,
+                            l1=self.penalties.l1_W if solver.rank == 0 else 0.0, median=self._median)
 
     def local_objective(self, X, W, H):
-        value = kernels.weighted_l1_loss(self.data.X, W, H, self.lam, self.data.support)
+        data = self.state.data
+        value = kernels.weighted_l1_loss(data.X, W, H, self.lam, data.support)
         value = value + self.penalties.l1_H * H.sum()
         if self.solver.rank == 0:
             value = value + self.penalties.l1_W * W.sum()

@@ -54,7 +54,7 @@ from ..kernels.weighted_median import segment_layout
 from ..registry import register_solver
 from .base import Solver
 
-__all__ = ["SparseL1CD", "DenseL1CD", "sparse_l1_sweep_", "dense_l1_sweep_"]
+__all__ = ["SparseL1CD", "DenseL1CD", "SparseL1State", "sparse_l1_sweep_", "dense_l1_sweep_"]
 
 
 def sparse_l1_sweep_(
@@ -161,51 +161,75 @@ class _L1Base(Solver):
         return {"objective_over_sum_x": float(self.objective() / total.clamp_min(torch.finfo(total.dtype).tiny))}
 
 
-@register_solver("scd", default_for=("l1", "wl1"))
-class SparseL1CD(_L1Base):
-    """Sparse coordinate descent (sCD) for (weighted) L1-NMF; see the module docstring.
+class SparseL1State:
+    """The state of sparse coordinate descent: the support of X in both CSR orders and the residual on it.
 
     The residual X - WH is kept on the support only, in X's CSR order; the H sweep
     works in X^T's CSR order (segments = columns of X), moving the residual with
-    ``Data.perm_t``.
+    ``Data.perm_t``; the W sweep in X's order (segments = rows of X). Shared by
+    ``solver="scd"`` and the data-parallel :class:`torchnmf_l1.distributed.L1CDStatistics`
+    (which holds one per rank, for its columns).
+
+    Parameters
+    ----------
+    data : Data
+        X (sparse; a dense X is converted once to its support, its nonzeros).
+    W : Tensor, shape (m, r)
+    H : Tensor, shape (r, n)
+        The factors the residual starts from.
     """
 
-    supports_sparse = True
-
-    def __init__(self, problem, W, H, **kwargs):
-        super().__init__(problem, W, H, **kwargs)
-        data = problem.data
+    def __init__(self, data: Data, W: Tensor, H: Tensor):
         if not data.sparse:
-            # the terms of sCD are the nonzeros: a dense X is converted once to its support
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
                 data = Data.from_tensor(data.X.to_sparse_csr())
         self.data = data
         self.data_t = data.T
-        self.lam = float(problem.loss.zero_weight)
         self.offsets = data.X.crow_indices().to(torch.int64)  # segments = rows of X (W sweep)
         self.offsets_t = self.data_t.X.crow_indices().to(torch.int64)  # segments = columns of X (H sweep)
         self.layout = segment_layout(self.offsets, extra=True)
         self.layout_t = segment_layout(self.offsets_t, extra=True)
-        self.R = data.values - kernels.wh_on_support(W, H, data.rows, data.cols)
+        self.reset_residual(W, H)
+
+    def reset_residual(self, W: Tensor, H: Tensor) -> None:
+        """Recompute the residual on the support from (W, H), e.g. after a resume."""
+        self.R = self.data.values - kernels.wh_on_support(W, H, self.data.rows, self.data.cols)
+
+    def sweep_H_(self, W: Tensor, H: Tensor, *, zero_weight: float, l1: float = 0.0) -> None:
+        """One sweep over the rows of H, in place."""
+        d, dt = self.data, self.data_t
+        Rt = sparse_l1_sweep_(H, W, self.R[d.perm_t], dt.rows, dt.cols, self.offsets_t,
+                              zero_weight=zero_weight, l1=l1, layout=self.layout_t)
+        self.R = Rt[dt.perm_t]
+
+    def sweep_W_(self, W: Tensor, H: Tensor, *, zero_weight: float, l1: float = 0.0, median=None) -> None:
+        """One sweep over the columns of W (the rows of W^T), in place; ``median`` as in :func:`sparse_l1_sweep_`."""
+        d = self.data
+        Wt = W.transpose(0, 1).contiguous()
+        self.R = sparse_l1_sweep_(Wt, H.transpose(0, 1), self.R, d.rows, d.cols, self.offsets,
+                                  zero_weight=zero_weight, l1=l1, layout=self.layout, median=median)
+        W.copy_(Wt.transpose(0, 1))
+
+
+@register_solver("scd", default_for=("l1", "wl1"))
+class SparseL1CD(_L1Base):
+    """Sparse coordinate descent (sCD) for (weighted) L1-NMF; see the module docstring
+    and :class:`SparseL1State`."""
+
+    supports_sparse = True
+
+    def __init__(self, problem, W, H, **kwargs):
+        super().__init__(problem, W, H, **kwargs)
+        self.lam = float(problem.loss.zero_weight)
+        self.state = SparseL1State(problem.data, W, H)
 
     def step(self) -> None:
         pen = self.problem.penalties
-        d, dt = self.data, self.data_t
         if self.update_H:
-            Rt = self.R[d.perm_t]
-            Rt = sparse_l1_sweep_(
-                self.H, self.W, Rt, dt.rows, dt.cols, self.offsets_t,
-                zero_weight=self.lam, l1=pen.l1_H, layout=self.layout_t,
-            )
-            self.R = Rt[dt.perm_t]
+            self.state.sweep_H_(self.W, self.H, zero_weight=self.lam, l1=pen.l1_H)
         if self.update_W:
-            Wt = self.W.transpose(0, 1).contiguous()
-            self.R = sparse_l1_sweep_(
-                Wt, self.H.transpose(0, 1), self.R, d.rows, d.cols, self.offsets,
-                zero_weight=self.lam, l1=pen.l1_W, layout=self.layout,
-            )
-            self.W.copy_(Wt.transpose(0, 1))
+            self.state.sweep_W_(self.W, self.H, zero_weight=self.lam, l1=pen.l1_W)
 
 
 @register_solver("cd-l1")
