@@ -125,32 +125,15 @@ def _half(total: Tensor, magnitude: Tensor) -> Tensor:
 
 
 def _bucketed_weighted_median(b, w, layout: SegmentLayout, extra_weight, default, nonneg):
-    S, N = layout.num_segments, layout.num_entries
-    if b.numel() != N:
-        raise ValueError(f"layout was built for {N} entries, got {b.numel()}")
-    if (extra_weight is not None) != layout.extra:
-        raise ValueError("extra_weight must be given exactly when the layout was built with extra=True")
-    ext = extra_weight.to(w.dtype) if extra_weight is not None else w.new_zeros(S)
-    b_ext = torch.cat([b, b.new_zeros(S), b.new_full((1,), float("inf"))])
-    w_ext = torch.cat([w, ext, w.new_zeros(1)])
-    out = b.new_empty(S)
-    fallback = default.to(b.dtype) if default is not None else b.new_zeros(S)
-    for segs, index in layout.buckets:
-        shape = index.shape
-        flat = index.view(-1)
-        rows = b_ext.index_select(0, flat).view(shape)
-        if rows.dtype == torch.float32:
-            # sorting the order-preserving int32 image of the floats is faster than a float sort
-            bits = rows.view(torch.int32)
-            order = torch.sort(torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), dim=1).indices
-            bs = torch.gather(rows, 1, order)
-        else:
-            bs, order = torch.sort(rows, dim=1)
-        cum = torch.cumsum(torch.gather(w_ext.index_select(0, flat).view(shape), 1, order), dim=1)
-        total = cum[:, -1:]
-        idx = torch.searchsorted(cum, _half(total, total), side="left").clamp_max(shape[1] - 1)
-        med = torch.gather(bs, 1, idx).squeeze(1)
-        out.index_copy_(0, segs, torch.where(total.squeeze(1) > 0, med, fallback.index_select(0, segs)))
+    sorted_segments = sort_segments(b, w, layout, extra_weight=extra_weight)
+    total = sorted_segments.total
+    out = b.new_empty(layout.num_segments)
+    for segs, values, cum in sorted_segments.buckets:
+        half = _half(cum[:, -1:], cum[:, -1:])
+        k = torch.searchsorted(cum, half, side="left").clamp_max(values.shape[1] - 1)
+        out.index_copy_(0, segs, torch.gather(values, 1, k).squeeze(1))
+    fallback = default.to(b.dtype) if default is not None else b.new_zeros(layout.num_segments)
+    out = torch.where(total > 0, out, fallback)
     return out.clamp_min(0) if nonneg else out
 
 
@@ -305,10 +288,11 @@ def _dense_weighted_median(b: Tensor, w: Tensor, extra_weight, default, nonneg: 
 class SortedSegments:
     """The breakpoints of a segmented problem sorted once, for repeated rank queries.
 
-    Built by :func:`sort_segments`. Bucket ``k`` holds ``(segs, values, cum0)``: the
-    segment ids (n_k,), each segment's breakpoints sorted increasingly (n_k, L_k) with
-    every breakpoint of weight zero (and the padding) moved to ``+inf``, and the cumulative
-    weights with a leading zero (n_k, L_k + 1). ``total`` (S,) is each segment's weight.
+    Built by :func:`sort_segments`. Bucket ``k`` holds ``(segs, values, cum)``: the
+    segment ids (n_k,), each segment's breakpoints sorted increasingly (n_k, L_k), the
+    padding last as ``+inf``, and their cumulative weights (n_k, L_k). ``total`` (S,) is each segment's weight. Both the
+    single-process :func:`weighted_median` (with ``layout=``) and the distributed
+    :func:`weighted_median_select` read it.
     """
 
     def __init__(self, buckets, total: Tensor):
@@ -319,9 +303,8 @@ class SortedSegments:
 def sort_segments(breakpoints: Tensor, weights: Tensor, layout: SegmentLayout, *, extra_weight: Tensor | None = None) -> SortedSegments:
     """Sort each segment of a bucketed layout once (see :class:`SortedSegments`).
 
-    Same inputs as :func:`weighted_median` with ``layout=``. A breakpoint of weight
-    zero is never a weighted median (unless every weight is zero), so it is sent to
-    ``+inf``, behind every breakpoint that can be one.
+    Same inputs as :func:`weighted_median` with ``layout=``; the padding slots sort
+    last as ``+inf`` with weight zero.
     """
     S, N = layout.num_segments, layout.num_entries
     if breakpoints.numel() != N or weights.shape != breakpoints.shape:
@@ -330,28 +313,33 @@ def sort_segments(breakpoints: Tensor, weights: Tensor, layout: SegmentLayout, *
         raise ValueError("extra_weight must be given exactly when the layout was built with extra=True")
     ext = extra_weight.to(weights.dtype) if extra_weight is not None else weights.new_zeros(S)
     w_ext = torch.cat([weights, ext, weights.new_zeros(1)])
-    b_ext = torch.cat([breakpoints, breakpoints.new_zeros(S), breakpoints.new_zeros(1)])
-    b_ext = torch.where(w_ext > 0, b_ext, float("inf"))
+    b_ext = torch.cat([breakpoints, breakpoints.new_zeros(S), breakpoints.new_full((1,), float("inf"))])
     total = breakpoints.new_zeros(S)
     buckets = []
     for segs, index in layout.buckets:
         shape = index.shape
         flat = index.view(-1)
-        values, order = torch.sort(b_ext.index_select(0, flat).view(shape), dim=1)
+        rows = b_ext.index_select(0, flat).view(shape)
+        if rows.dtype == torch.float32:
+            # sorting the order-preserving int32 image of the floats is faster than a float sort
+            bits = rows.view(torch.int32)
+            order = torch.sort(torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), dim=1).indices
+            values = torch.gather(rows, 1, order)
+        else:
+            values, order = torch.sort(rows, dim=1)
         cum = torch.cumsum(torch.gather(w_ext.index_select(0, flat).view(shape), 1, order), dim=1)
-        cum0 = torch.cat([cum.new_zeros(shape[0], 1), cum], dim=1)
-        total.index_copy_(0, segs, cum0[:, -1])
-        buckets.append((segs, values, cum0))
+        total.index_copy_(0, segs, cum[:, -1])
+        buckets.append((segs, values, cum))
     return SortedSegments(buckets, total)
 
 
 def segment_median_candidate(sorted_segments: SortedSegments, low: Tensor, high: Tensor) -> Tensor:
     """Per segment, the lower median *by count* of its breakpoints in the open interval (low, high).
 
-    ``low``, ``high``: (S,). NaN where a segment has no breakpoint of positive weight
-    in the interval. Used as the pivot of the distributed selection: whichever side of
-    the weighted median it falls on, at least half of the segment's remaining
-    breakpoints are eliminated.
+    ``low``, ``high``: (S,). NaN where a segment has no breakpoint in the interval.
+    Used as the pivot of the distributed selection: whichever side of the weighted
+    median it falls on, at least half of the segment's remaining breakpoints are
+    eliminated (a pivot of weight zero included: it is the median only if it equals it).
     """
     out = low.new_full(low.shape, float("nan"))
     for segs, values, _ in sorted_segments.buckets:
@@ -364,6 +352,11 @@ def segment_median_candidate(sorted_segments: SortedSegments, low: Tensor, high:
     return out
 
 
+def _prefix_weight(cum: Tensor, count: Tensor) -> Tensor:
+    """Weight of the first ``count`` sorted breakpoints of each row (0 for none)."""
+    return torch.where(count > 0, torch.gather(cum, 1, (count - 1).clamp_min(0)), 0.0)
+
+
 def segment_weight_up_to(sorted_segments: SortedSegments, points: Tensor) -> Tensor:
     """Weight of each segment's breakpoints ``<= t`` and ``< t`` for P query points per segment.
 
@@ -371,10 +364,9 @@ def segment_weight_up_to(sorted_segments: SortedSegments, points: Tensor) -> Ten
     """
     P, S = points.shape
     out = points.new_zeros(2, P, S)
-    for segs, values, cum0 in sorted_segments.buckets:
+    for segs, values, cum in sorted_segments.buckets:
         queries = points.index_select(1, segs).transpose(0, 1).contiguous()  # (n_k, P)
-        at_most = torch.gather(cum0, 1, torch.searchsorted(values, queries, right=True))
-        below = torch.gather(cum0, 1, torch.searchsorted(values, queries, right=False))
+        at_most, below = (_prefix_weight(cum, torch.searchsorted(values, queries, right=right)) for right in (True, False))
         out.index_copy_(2, segs, torch.stack([at_most, below]).transpose(1, 2))
     return out
 
