@@ -60,6 +60,8 @@ def test_sparse_input_and_kl_loss():
     est = TorchNMF(3, loss="kl", random_state=0, max_iter=100)
     W = est.fit_transform(X)
     assert W.shape == (40, 3) and np.isfinite(W).all() and est.model_.solver == "mu"
+    # the error of a sparse X is computed on its support (no dense copy) and equals the dense one
+    np.testing.assert_allclose(est.reconstruction_err_, np.linalg.norm(X.toarray() - W @ est.components_), rtol=1e-6)
 
 
 def test_grid_search_in_a_pipeline():

@@ -31,6 +31,9 @@ except ImportError as err:  # pragma: no cover
 import scipy.sparse
 import torch
 
+from . import kernels
+from .data import prepare_data
+
 __all__ = ["TorchNMF"]
 
 
@@ -163,7 +166,10 @@ class TorchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self._n_features_out = self.n_components_
         self.n_iter_ = result.n_iter
         W = self._numpy(model.H, X.dtype).T.copy()
-        self.reconstruction_err_ = float(np.linalg.norm(_dense(X) - W @ self.components_))
+        # ||X - W components_||_F on the torch side: a sparse X is never densified
+        data = prepare_data(self._transposed(X), device=model.W.device, dtype=model.W.dtype)
+        loss = kernels.frobenius_loss(data.X, model.W.detach(), model.H.detach(), data.support)
+        self.reconstruction_err_ = float(torch.sqrt(2 * loss))
         return W
 
     def fit(self, X, y=None, **params):
@@ -199,6 +205,3 @@ class TorchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-
-def _dense(X):
-    return X.toarray() if scipy.sparse.issparse(X) else X
