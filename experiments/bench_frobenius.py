@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from torchnmf_l1.data import prepare_data  # noqa: E402
-from torchnmf_l1.problem import NMFProblem, resolve_loss  # noqa: E402
+from torchnmf_l1.problem import FactorState, NMFProblem, resolve_loss  # noqa: E402
 from torchnmf_l1.registry import get_solver  # noqa: E402
 
 THREADS = 2
@@ -93,14 +93,14 @@ def ours(solver_name):
     def factory(X, W0, H0):
         data = prepare_data(torch.from_numpy(X))
         problem = NMFProblem(data, resolve_loss("frobenius"))
-        solver = get_solver(solver_name)(problem, torch.from_numpy(W0.copy()), torch.from_numpy(H0.copy()))
+        solver = get_solver(solver_name)(problem, FactorState(torch.from_numpy(W0.copy()), torch.from_numpy(H0.copy())))
 
         def advance(k):
             with torch.no_grad():
                 for _ in range(k):
                     solver.step()
 
-        return advance, lambda: (solver.W.numpy(), solver.H.numpy())
+        return advance, lambda: (solver.W.contiguous().numpy(), solver.H.contiguous().numpy())
 
     return factory
 
@@ -292,7 +292,7 @@ def gpu_large(device="cuda", m=200, n=1_000_000, r=20, iterations=20):
     H0 = torch.rand(r, n, device=device, generator=g)
     problem = NMFProblem(prepare_data(X), resolve_loss("frobenius"))
     for name in ("hals", "mu"):
-        solver = get_solver(name)(problem, W0.clone(), H0.clone())
+        solver = get_solver(name)(problem, FactorState(W0.clone(), H0.clone()))
         with torch.no_grad():
             out[f"{name}_s_per_iteration"] = timed(solver.step, iterations)
     return out

@@ -38,8 +38,6 @@ import torch.distributed as dist  # noqa: E402
 from torchnmf_l1 import NMF, ConvergenceWarning  # noqa: E402
 from torchnmf_l1.distributed import (  # noqa: E402
     DistributedNMFSolver,
-    FrobeniusHALSStatistics,
-    L1CDStatistics,
     column_range,
     init_distributed,
 )
@@ -85,7 +83,6 @@ def write_l1_init(args) -> None:
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
-STATISTICS = {"frobenius": FrobeniusHALSStatistics, "l1": L1CDStatistics}
 
 
 def worker(args):
@@ -95,7 +92,7 @@ def worker(args):
     X, W, H = columns(args, a, b)
     if args.loss == "l1":
         X = X.to_sparse_csr()
-    solver = DistributedNMFSolver(X, W, H, statistics=STATISTICS[args.loss]())
+    solver = DistributedNMFSolver(X, W, H, loss=args.loss)
     solver.step()  # warm-up
     solver.bytes_all_reduced = solver.bytes_all_gathered = 0
     dist.barrier()

@@ -15,7 +15,7 @@ import torch
 
 from _l1_common import figure_path, load_config, machine_info, plt, print_table, save, time_steps
 from torchnmf_l1.data import prepare_data
-from torchnmf_l1.problem import NMFProblem, resolve_loss
+from torchnmf_l1.problem import FactorState, NMFProblem, resolve_loss
 from torchnmf_l1.registry import get_solver
 
 
@@ -36,7 +36,7 @@ def main(argv=None):
         W = torch.rand(m, cfg["rank"], generator=g, dtype=dtype).to(device)
         H = torch.rand(cfg["rank"], n, generator=g, dtype=dtype).to(device)
         problem = NMFProblem(prepare_data(X, dtype=dtype, device=device), resolve_loss("l1"))
-        solver = get_solver("scd")(problem, W, H)
+        solver = get_solver("scd")(problem, FactorState(W, H))
         solver.step()
         t = time_steps(solver, cfg["iterations"], device)
         rows.append(dict(m=m, n=n, density=density, nnz=int(X.nnz), t_iter=t))

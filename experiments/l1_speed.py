@@ -16,7 +16,7 @@ import torch
 
 from _l1_common import figure_path, load_config, machine_info, plt, print_table, save, time_steps
 from torchnmf_l1.data import prepare_data
-from torchnmf_l1.problem import NMFProblem, resolve_loss
+from torchnmf_l1.problem import FactorState, NMFProblem, resolve_loss
 from torchnmf_l1.registry import get_solver
 
 
@@ -49,8 +49,8 @@ def main(argv=None):
             H = torch.rand(cfg["rank"], n, generator=g, dtype=dtype)
             sparse_problem = NMFProblem(prepare_data(sp.csr_matrix(X), dtype=dtype, device=cfg["device"]), loss)
             dense_problem = NMFProblem(prepare_data(X, dtype=dtype, device=cfg["device"]), loss)
-            scd = get_solver("scd")(sparse_problem, W.clone().to(cfg["device"]), H.clone().to(cfg["device"]))
-            dcd = get_solver("cd-l1")(dense_problem, W.clone().to(cfg["device"]), H.clone().to(cfg["device"]))
+            scd = get_solver("scd")(sparse_problem, FactorState(W.clone().to(cfg["device"]), H.clone().to(cfg["device"])))
+            dcd = get_solver("cd-l1")(dense_problem, FactorState(W.clone().to(cfg["device"]), H.clone().to(cfg["device"])))
             scd.step(), dcd.step()  # warm-up
             t_sparse = time_steps(scd, iterations, cfg["device"])
             t_dense = time_steps(dcd, iterations, cfg["device"])

@@ -24,7 +24,7 @@ from _l1_common import SHARED_DATA, figure_path, load_config, machine_info, plt,
 from torchnmf_l1 import NMF
 from torchnmf_l1.data import prepare_data
 from torchnmf_l1.init import l1_init, make_generator
-from torchnmf_l1.problem import NMFProblem, resolve_loss
+from torchnmf_l1.problem import FactorState, NMFProblem, resolve_loss
 from torchnmf_l1.registry import get_solver
 
 
@@ -67,7 +67,7 @@ def benchmark(cfg):
         dtype = getattr(torch, dtype_name)
         data = prepare_data(X, dtype=dtype)
         W, H = l1_init(data, cfg["benchmark_rank"], generator=make_generator(cfg["seed"], "cpu"))
-        solver = get_solver("scd")(NMFProblem(data, resolve_loss("l1")), W, H)
+        solver = get_solver("scd")(NMFProblem(data, resolve_loss("l1")), FactorState(W, H))
         times = []
         for _ in range(cfg["benchmark_iterations"]):
             start = time.perf_counter()

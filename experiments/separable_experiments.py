@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from torchnmf_l1 import SeparableNMF, kernels, synthetic  # noqa: E402
+from torchnmf_l1.problem import SeparableProblem  # noqa: E402
 from torchnmf_l1.registry import get_solver  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -67,7 +68,7 @@ def run(M, rank, solver, subsample=None, seed=0, dtype=torch.float64, **kw):
     model = SeparableNMF(rank, solver, subsample=subsample, seed=seed, dtype=dtype, **kw)
     res = model.fit(M, **fit_kw)
     elapsed = time.perf_counter() - t
-    return model, {"error_pct": res.extra["relative_error"], "seconds": elapsed, "indices": res.extra["indices"],
+    return model, {"error_pct": 100 * res.extra["relative_error"], "seconds": elapsed, "indices": res.extra["indices"],
                    "phase_seconds": res.extra["seconds"], "n_iter": res.n_iter, "converged": res.converged,
                    "message": res.message}
 
@@ -215,11 +216,11 @@ def benchmark(cfg):
     out["fgnsr500_urban_r6_seconds"] = row["seconds"]
     out["fgnsr500_phases"] = row["phase_seconds"]
     print(f"FGNSR-500 Urban r=6: {row['seconds']} s (phases {row['phase_seconds']}) error {row['error_pct']:.2f} %", flush=True)
-    solver = get_solver("fgnsr", model="separable")(M, 6, generator=torch.Generator().manual_seed(0))
+    solver = get_solver("fgnsr", family="separable")(SeparableProblem(M, 6, torch.Generator().manual_seed(0)))
     for _ in range(2):
         solver.step()  # past the start, the projection sees the iterates of a running fit
-    Y = solver.Y.clone()
-    G = M.T @ (solver.MY - M)
+    Y = solver.momentum.y.clone()
+    G = M.T @ (solver.momentum.ay - M)
     G.diagonal().add_(solver.mu * solver.p)
     Z = Y - G / solver.L  # what the next step projects
     del G

@@ -17,9 +17,6 @@ import torch.distributed as dist  # noqa: E402
 from torchnmf_l1.distributed import (  # noqa: E402
     DistributedFitError,
     DistributedNMFSolver,
-    FrobeniusHALSStatistics,
-    KLMUStatistics,
-    L1CDStatistics,
     column_range,
     init_distributed,
 )
@@ -45,12 +42,12 @@ def problem_l1():
     return torch.where(outliers, 10 * X, X), W0, H0
 
 
-# name -> (statistics factory, problem); the L1 variants exercise the distributed weighted median
+# name -> (options of DistributedNMFSolver, problem); the L1 variants exercise the distributed weighted median
 VARIANTS = {
-    "frobenius": (FrobeniusHALSStatistics, problem),
-    "kl": (KLMUStatistics, problem),
-    "l1": (L1CDStatistics, problem_l1),
-    "wl1": (lambda: L1CDStatistics(0.3, l1_reg_W=0.05, l1_reg_H=0.02), problem_l1),
+    "frobenius": (dict(loss="frobenius"), problem),
+    "kl": (dict(loss="kl"), problem),
+    "l1": (dict(loss="l1"), problem_l1),
+    "wl1": (dict(loss="wl1", zero_weight=0.3, l1_reg_W=0.05, l1_reg_H=0.02), problem_l1),
 }
 
 
@@ -60,11 +57,10 @@ def main(out_dir, mode):
     a, b = column_range(N, world, rank)
     results = {}
     try:
-        for name, (make_statistics, make_problem) in VARIANTS.items():
+        for name, (options, make_problem) in VARIANTS.items():
             X, W0, H0 = make_problem()
-            stats = make_statistics()
             W, H = W0.clone(), H0[:, a:b].clone()
-            solver = DistributedNMFSolver(X[:, a:b].contiguous(), W, H, statistics=stats)
+            solver = DistributedNMFSolver(X[:, a:b].contiguous(), W, H, **options)
             if mode == "die":
                 original = solver.step
 

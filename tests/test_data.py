@@ -53,7 +53,7 @@ def test_prepare_data_accepts_every_container(make, device):
         T = data.T
         assert T.shape == X.shape[::-1]
         np.testing.assert_allclose(T.X.to_dense().cpu().numpy(), expected.T, rtol=1e-6)
-        rows, cols, values = T.support
+        rows, cols, values = T.support[:3]
         np.testing.assert_allclose(values.cpu().numpy(), expected.T[rows.cpu().numpy(), cols.cpu().numpy()])
         np.testing.assert_array_equal(T.values[T.perm_t].cpu().numpy(), T.X_t.values().cpu().numpy())
 
@@ -198,7 +198,7 @@ def fitted_model():
         (np.array([[1.0, -2.0], [0.5, 1.0]]), {}, ValueError, "negative entries"),
         (np.array([[1.0, np.nan], [0.5, 1.0]]), {}, ValueError, "NaN or infinite"),
         (np.ones(8), {}, ValueError, "must be 2-D"),
-        (np.ones((8, 7, 2)), {}, ValueError, "3-D input"),
+        (np.ones((8, 7, 2, 2)), {}, ValueError, "4-D input"),
         (np.ones((0, 7)), {}, ValueError, "is empty"),
         (np.ones((8, 7), dtype=np.complex64), {}, TypeError, "complex dtype"),
         (np.ones((8, 7), dtype=bool), {}, TypeError, "boolean dtype"),

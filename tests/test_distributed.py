@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from torchnmf_l1 import NMF
-from torchnmf_l1.distributed import L1CDStatistics, column_range
+from torchnmf_l1.distributed import column_range
 from torchnmf_l1.kernels import selection_rounds
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -95,18 +95,28 @@ def test_distributed_equals_single_process(world, tmp_path):
         assert results[loss]["gathered"] == 8 * it * r * rounds * m
 
 
-def test_l1_statistics_bad_input():
-    from types import SimpleNamespace
+def test_distributed_solver_bad_input(monkeypatch):
+    import torch.distributed as dist
 
-    with pytest.raises(ValueError, match="zero_weight must be >= 0, got -0.5"):
-        L1CDStatistics(-0.5)
-    with pytest.raises(ValueError, match="l1_reg_W must be >= 0"):
-        L1CDStatistics(l1_reg_W=-1.0)
+    from torchnmf_l1.distributed import DistributedNMFSolver
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # the checks come before any collective
+    W, H = torch.ones(3, 2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64)
     X = torch.ones(3, 4, dtype=torch.float64)
-    X[1, 2] = -2.0
-    solver = SimpleNamespace(X=X, W=torch.ones(3, 2, dtype=torch.float64), H=torch.ones(2, 4, dtype=torch.float64), rank=1)
-    with pytest.raises(ValueError, match="X must be nonnegative for the L1 loss; rank 1 holds 1 negative entries"):
-        L1CDStatistics().attach(solver)
+    with pytest.raises(ValueError, match="zero_weight must be >= 0, got -0.5"):
+        DistributedNMFSolver(X, W, H, loss="wl1", zero_weight=-0.5)
+    with pytest.raises(ValueError, match="l1_reg_W must be >= 0"):
+        DistributedNMFSolver(X, W, H, loss="l1", l1_reg_W=-1.0)
+    bad = X.clone()
+    bad[1, 2] = -2.0
+    with pytest.raises(ValueError, match="X has negative entries"):
+        DistributedNMFSolver(bad, W, H, loss="l1")
+    with pytest.raises(ValueError, match="W must be finite and nonnegative"):
+        DistributedNMFSolver(X, -W, H)
+    with pytest.raises(TypeError, match="H must be a dense floating-point torch tensor"):
+        DistributedNMFSolver(X, W, H.numpy())
+    with pytest.raises(ValueError, match="unknown solver 'als' for distributed"):
+        DistributedNMFSolver(X, W, H, solver="als")
 
 
 def test_dead_rank_raises_clear_error(tmp_path):

@@ -261,11 +261,43 @@ def test_hals_nnls_solves_nnls(device, dtype):
     X = rng.random((30, 6)) - 0.2
     expected = np.stack([scipy.optimize.nnls(W, X[:, j])[0] for j in range(X.shape[1])], axis=1)
     H = torch.ones(4, 6, device=device, dtype=dtype)
-    sweeps = kernels.hals_nnls_(H, t(W.T @ X, device, dtype), t(W.T @ W, device, dtype), max_sweeps=3000, delta=1e-7)
-    assert 1 < sweeps < 3000
+    kernels.hals_nnls_(H, t(W.T @ X, device, dtype), t(W.T @ W, device, dtype), max_sweeps=3000, delta=1e-7)
     close(H, expected, dtype, "NNLS solution", rtol=1e-5 if dtype == torch.float64 else 1e-3)
-    H2 = torch.ones(4, 6, device=device, dtype=dtype)
-    assert kernels.hals_nnls_(H2, t(W.T @ X, device, dtype), t(W.T @ W, device, dtype), max_sweeps=7, delta=0) == 7
+    # delta=0: exactly max_sweeps sweeps, the same as that many single sweeps
+    H2, H3 = (torch.ones(4, 6, device=device, dtype=dtype) for _ in range(2))
+    kernels.hals_nnls_(H2, t(W.T @ X, device, dtype), t(W.T @ W, device, dtype), max_sweeps=7, delta=0)
+    for _ in range(7):
+        kernels.hals_sweep_(H3, t(W.T @ X, device, dtype), t(W.T @ W, device, dtype))
+    torch.testing.assert_close(H2, H3, rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0)
+
+
+def test_hals_nnls_masked_stop_equals_early_return(dtype):
+    """The device-side stop: sweeps after a problem's stopping point leave it unchanged, so the
+    result equals sweeping one at a time and stopping at the rule (a host-side reference)."""
+    rng = np.random.default_rng(3)
+    W, X = rng.random((25, 5)), rng.random((25, 8))
+    A, B = t(W.T @ X, "cpu", dtype), t(W.T @ W, "cpu", dtype)
+    delta = 0.02
+    ref = torch.ones(5, 8, dtype=dtype)
+    first = None
+    stopped_after = None
+    for sweep in range(1, 51):
+        change = float(kernels.hals_sweep_(ref, A, B))
+        if first is None:
+            first = change
+        elif change <= delta * delta * first:
+            stopped_after = sweep
+            break
+    assert stopped_after is not None and 2 < stopped_after < 50, "the scenario must stop early"
+    H = torch.ones(5, 8, dtype=dtype)
+    kernels.hals_nnls_(H, A, B, max_sweeps=50, delta=delta)
+    torch.testing.assert_close(H, ref, rtol=0, atol=0)
+    # batched: two copies of the problem, one frozen by `active`, stop independently
+    Hb = torch.ones(2, 5, 8, dtype=dtype)
+    kernels.hals_nnls_(Hb, A.expand(2, -1, -1), B.expand(2, -1, -1), max_sweeps=50, delta=delta,
+                       active=torch.tensor([True, False]))
+    torch.testing.assert_close(Hb[0], ref, rtol=1e-12 if dtype == torch.float64 else 1e-4, atol=0)
+    assert torch.equal(Hb[1], torch.ones(5, 8, dtype=dtype))
 
 
 def test_hals_nnls_penalties_and_proximal_term():

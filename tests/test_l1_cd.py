@@ -10,7 +10,7 @@ import torch
 from torchnmf_l1 import NMF, kernels
 from torchnmf_l1.data import prepare_data
 from torchnmf_l1.init import l1_init, make_generator
-from torchnmf_l1.problem import NMFProblem, Penalties, resolve_loss
+from torchnmf_l1.problem import FactorState, NMFProblem, Penalties, resolve_loss
 from torchnmf_l1.registry import get_solver
 
 
@@ -25,10 +25,10 @@ def _start(m, n, r, seed=1, dtype=torch.float64):
     return torch.rand(m, r, generator=g, dtype=dtype), torch.rand(r, n, generator=g, dtype=dtype)
 
 
-def _solver(name, X, W, H, lam, **pen):
+def _solver(name, X, W, H, lam, update_W=True, **pen):
     data = prepare_data(X, dtype=W.dtype, device=W.device)
-    problem = NMFProblem(data, resolve_loss("wl1", zero_weight=lam), Penalties(**pen))
-    return get_solver(name)(problem, W.clone(), H.clone())
+    problem = NMFProblem(data, resolve_loss("wl1", zero_weight=lam), Penalties(**pen), update_W=update_W)
+    return get_solver(name)(problem, FactorState(W.clone(), H.clone()))
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.3, 0.0])
@@ -91,8 +91,7 @@ def _brute_force_sweep(X, W, H, lam):
 def test_each_row_update_is_exactly_optimal(lam):
     X = _sparse_problem(7, 6, 0.5, seed=5)
     W, H = _start(7, 6, 3, seed=4)
-    s = _solver("scd", X, W, H, lam)
-    s.update_W = False
+    s = _solver("scd", X, W, H, lam, update_W=False)
     s.step()
     ref = _brute_force_sweep(X.toarray(), W, H, lam)
     torch.testing.assert_close(s.H, ref, msg="sCD row update is not the exact coordinate minimiser")

@@ -160,7 +160,8 @@ def test_converged_and_history():
     assert all(b <= a for a, b in zip(result.objective, result.objective[1:]))
     assert all(b >= a for a, b in zip(result.times, result.times[1:]))
     result = NMF(3, seed=0, dtype=torch.float64).fit(X, max_iter=10000, tol=1e-3, check_every=5)
-    assert result.converged and result.n_iter < 10000 and "relative decrease" in result.message
+    assert result.converged and result.n_iter < 10000
+    assert "relative decrease" in result.message or "negligible against the first objective" in result.message
     assert result.final_objective == result.objective[-1]
 
 

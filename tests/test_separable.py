@@ -12,6 +12,7 @@ from torchnmf_l1 import SeparableNMF, h2nmf_clustering
 from torchnmf_l1 import kernels
 from torchnmf_l1.exceptions import ConvergenceWarning
 from torchnmf_l1.fit import run_fit
+from torchnmf_l1.problem import SeparableProblem
 from torchnmf_l1.registry import get_solver
 from torchnmf_l1.synthetic import middle_points
 
@@ -233,7 +234,8 @@ def test_h2nmf_clustering_three_clusters():
 # ---------------------------------------------------------------- FGNSR
 def test_fgnsr_objective_never_increases():
     X, _ = planted(noise=1e-2, seed=4)
-    solver = get_solver("fgnsr", model="separable")(X, 4, generator=torch.Generator().manual_seed(0), adjust_mu=False)
+    problem = SeparableProblem(X, 4, torch.Generator().manual_seed(0))
+    solver = get_solver("fgnsr", family="separable")(problem, adjust_mu=False)
     result = run_fit(solver, max_iter=60, tol=0, check_every=1)
     obj = np.array(result.objective)
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), obj
@@ -244,7 +246,7 @@ def test_fgnsr_default_tol_does_not_stop_on_mu_increase():
     # first checks; with a positive default tol the fit must go on past them: declaring
     # convergence on an increase would stop it at iteration 10 with a wrong selection
     X, truth = planted(noise=1e-2, seed=4)
-    tol = get_solver("fgnsr", model="separable").default_tol
+    tol = get_solver("fgnsr", family="separable").fit_defaults.tol
     assert tol > 0
     with pytest.warns(ConvergenceWarning):  # 150 iterations do not meet tol = 1e-6 here
         result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=150)
@@ -262,7 +264,7 @@ def test_fgnsr_converges_on_stagnation_with_default_tol():
     result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, adjust_mu=False).fit(X, max_iter=5000)
     obj = np.array(result.objective)
     assert result.converged and result.n_iter < 5000, result.message
-    assert abs(obj[-1] - obj[-2]) < get_solver("fgnsr", model="separable").default_tol * abs(obj[-2])
+    assert abs(obj[-1] - obj[-2]) < get_solver("fgnsr", family="separable").fit_defaults.tol * abs(obj[-2])
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), "objective rose with mu fixed"
 
 
@@ -318,7 +320,7 @@ def test_bad_inputs():
         SeparableNMF(2, "spa").fit(X - 1)
     with pytest.raises(ValueError, match="unknown solver 'foo'"):
         SeparableNMF(2, "foo")
-    with pytest.raises(ValueError, match="subsample must be >= rank=4, got 3"):
+    with pytest.raises(ValueError, match=r"subsample must be >= rank=4 \(and >= 1\), got 3"):
         SeparableNMF(4, "spa", subsample=3)
     with pytest.raises(ValueError, match="subsample must be <= n = 30"):
         SeparableNMF(4, "spa", subsample=31).fit(X)

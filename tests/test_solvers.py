@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from torchnmf_l1 import NMF, available_solvers, kernels
 from torchnmf_l1.data import prepare_data
-from torchnmf_l1.problem import NMFProblem, Penalties, resolve_loss
+from torchnmf_l1.problem import FactorState, NMFProblem, Penalties, resolve_loss
 from torchnmf_l1.registry import default_solver, get_solver
 
 # (solver, loss name, beta)
@@ -48,7 +48,7 @@ def start(m, n, r, seed=1):
 
 def run(solver_name, problem, W0, H0, iterations, **options):
     like = dict(device=problem.data.device, dtype=problem.data.dtype)
-    solver = get_solver(solver_name)(problem, torch.tensor(W0, **like), torch.tensor(H0, **like), **options)
+    solver = get_solver(solver_name)(problem, FactorState(torch.tensor(W0, **like), torch.tensor(H0, **like)), **options)
     values = [float(solver.objective())]
     with torch.no_grad():
         for _ in range(iterations):
@@ -107,7 +107,8 @@ def test_contract_nonnegative_dtype_device_and_fixed_factor(case, device, dtype)
     assert values[-1] < values[0]
     like = dict(device=device, dtype=dtype)
     W_fixed = torch.tensor(W0, **like)
-    solver = get_solver(solver_name)(problem, W_fixed.clone(), torch.tensor(H0, **like), update_W=False)
+    fixed = NMFProblem(problem.data, problem.loss, problem.penalties, update_W=False)
+    solver = get_solver(solver_name)(fixed, FactorState(W_fixed.clone(), torch.tensor(H0, **like)))
     with torch.no_grad():
         for _ in range(5):
             solver.step()
@@ -118,9 +119,11 @@ def test_contract_nonnegative_dtype_device_and_fixed_factor(case, device, dtype)
 def test_unknown_solver_option():
     problem = make_problem(np.ones((3, 3)))
     with pytest.raises(TypeError, match=r"solver 'hals' got unexpected option\(s\) \['gamma'\]"):
-        get_solver("hals")(problem, torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64), gamma=1)
+        get_solver("hals")(problem, FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)), gamma=1)
+    with pytest.raises(ValueError, match="solver 'hals': option 'alpha' must be a number >= 0, got -1"):
+        get_solver("hals")(problem, FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)), alpha=-1)
     with pytest.raises(ValueError, match="solver 'hals' does not handle loss 'kl'"):
-        get_solver("hals")(make_problem(np.ones((3, 3)), "kl"), torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64))
+        get_solver("hals")(make_problem(np.ones((3, 3)), "kl"), FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)))
 
 
 # ----------------------------------------------------------------------------- planted recovery

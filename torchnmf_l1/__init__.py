@@ -1,14 +1,12 @@
 """torchnmf_l1: GPU-accelerated, differentiable nonnegative matrix factorization on PyTorch."""
 
 from . import kernels
-from .exceptions import ConvergenceWarning, NotFittedError
-from .fit import FitResult, run_fit
-from .models import NMF, NNLSLayer, SeparableNMF
-from .kernels.h2nmf import H2NMFClusters, h2nmf_clustering
-from .models import DictionaryCP, DictionaryNMF, NonnegativeCP
-from .kernels import ksparse_nnls
+from .exceptions import ConvergenceWarning, DistributedFitError, NotFittedError
+from .fit import FitOptions, FitResult, fit_solver, run_fit
+from .kernels import H2NMFClusters, h2nmf_clustering, ksparse_nnls
+from .models import NMF, DictionaryCP, DictionaryNMF, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
 from .registry import available_inits, available_solvers
-from .streaming import StreamingNMF
+from . import init as _inits  # noqa: F401  (registers the initialisations)
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
 __version__ = "0.1.0"
@@ -24,11 +22,14 @@ __all__ = [
     "NonnegativeCP",
     "ksparse_nnls",
     "ConvergenceWarning",
+    "DistributedFitError",
+    "FitOptions",
     "FitResult",
     "NotFittedError",
     "StreamingNMF",
     "available_inits",
     "available_solvers",
+    "fit_solver",
     "kernels",
     "run_fit",
     "__version__",

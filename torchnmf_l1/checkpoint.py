@@ -19,7 +19,7 @@ import os
 
 import torch
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointedSolver", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "CheckpointedSolver", "save_checkpoint", "load_checkpoint", "restore_rng"]
 
 CHECKPOINT_VERSION = 1
 
@@ -63,7 +63,7 @@ def load_checkpoint(path, *, shape, rank: int, solver_name: str | None = None) -
     """
     path = os.fspath(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable / truncated file
         raise ValueError(f"cannot read checkpoint {path!r}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(state, dict) or "format_version" not in state:
@@ -83,9 +83,9 @@ def load_checkpoint(path, *, shape, rank: int, solver_name: str | None = None) -
     return state
 
 
-def restore_checkpoint(state: dict, solver, generator: torch.Generator | None = None) -> int:
-    """Load the solver state and the RNG states of ``state``; returns the iteration count."""
-    solver.load_state_dict(state["solver_state"])
+def restore_rng(state: dict, generator: torch.Generator | None = None) -> int:
+    """Restore the RNG states of a checkpoint; returns its iteration count (the solver
+    state, ``state["solver_state"]``, is loaded by the solver itself)."""
     torch.set_rng_state(state["torch_rng_state"])
     if generator is not None and state["generator_state"] is not None:
         generator.set_state(state["generator_state"])
@@ -137,3 +137,16 @@ class CheckpointedSolver:
 
     def objective(self):
         return self.solver.objective()
+
+    @property
+    def fit_defaults(self):
+        return self.solver.fit_defaults
+
+    def at_check(self, tol):
+        return self.solver.at_check(tol)
+
+    def set_active_(self, active) -> None:
+        self.solver.set_active_(active)
+
+    def finish(self):
+        return self.solver.finish()

@@ -392,10 +392,10 @@ def catalogue() -> dict:
     for name, (attr, key) in MODELS.items():
         solvers = {}
         for s in available_solvers(key):
-            cls = get_solver(s, model=key)
+            cls = get_solver(s, family=key)
             solvers[s] = {
                 "losses": sorted(getattr(cls, "losses", ())),
-                "options": {k: v for k, v in dict(getattr(cls, "options", {})).items()},
+                "options": {k: getattr(v, "default", v) for k, v in dict(getattr(cls, "options", {})).items()},
                 "sparse": bool(getattr(cls, "supports_sparse", False)),
             }
         models[name] = {"class": attr, "available": getattr(torchnmf_l1, attr, None) is not None, "solvers": solvers}

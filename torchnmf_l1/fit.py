@@ -1,35 +1,130 @@
-"""The one outer fit loop shared by every solver.
+"""The one outer fit loop shared by every solver of every family.
 
-A solver exposes ``step()`` (one outer iteration, updating its factors in place)
-and ``objective()`` (a 0-dim tensor). :func:`run_fit` calls ``step`` up to
-``max_iter`` times and reads the objective back to the host only every
-``check_every`` iterations, where it tests convergence, the time limit and the
-callbacks.
+A solver (:class:`torchnmf_l1.solvers.Solver`) exposes ``step()`` (one outer iteration,
+which never reads the device) and ``objective()`` (a 0-dim tensor, or one value per
+problem of a batch). :func:`run_fit` calls ``step`` up to ``max_iter`` times and reads
+the objective back to the host only every ``check_every`` iterations, where it tests
+convergence per problem, the time limit and the callbacks. :func:`fit_solver` is the path
+every model takes: the loop, then the solver's ``finish()``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Iterable
 
 import torch
 
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, warn_user
 
-__all__ = ["FitResult", "IterationInfo", "run_fit"]
+__all__ = ["FitDefaults", "FitOptions", "FitResult", "IterationInfo", "fit_solver", "run_fit"]
 
 _NEGLIGIBLE = 1e-12
 
 
+@dataclass(frozen=True)
+class FitDefaults:
+    """A solver's own defaults for the fit loop (its class attribute ``fit_defaults``)."""
+
+    max_iter: int = 200
+    tol: float = 1e-4
+    check_every: int = 10
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The options of the fit loop, taken by every model's ``fit(..., **fit_options)``.
+
+    Attributes
+    ----------
+    max_iter : int, optional
+        Maximum number of outer iterations (>= 0); default: the solver's.
+    tol : float, optional
+        Tolerance on the relative decrease of the objective between checks (>= 0); 0 runs
+        all ``max_iter`` iterations; default: the solver's. An increase of the objective
+        beyond round-off is never taken for convergence.
+    time_limit : float, optional
+        Wall-clock budget in seconds, tested at each check.
+    check_every : int, optional
+        Iterations between objective evaluations (each costs one host read); default: the solver's.
+    callbacks : iterable of callables
+        Called with an :class:`IterationInfo` at each check; returning True stops.
+    progress : bool
+        Show a tqdm progress bar with the current objective.
+    warn : bool
+        Emit a :class:`~torchnmf_l1.ConvergenceWarning` when ``max_iter`` stops a fit with ``tol > 0``.
+    compile : bool or str
+        Run ``torch.compile(solver.step, fullgraph=True)`` (True: the default backend; a
+        string names the backend). The first step then includes the compilation.
+    """
+
+    max_iter: int | None = None
+    tol: float | None = None
+    time_limit: float | None = None
+    check_every: int | None = None
+    callbacks: tuple = ()
+    progress: bool = False
+    warn: bool = True
+    compile: bool | str = False
+
+    def __post_init__(self):
+        if self.max_iter is not None:
+            _check_int(self.max_iter, "max_iter", 0)
+        if self.check_every is not None:
+            _check_int(self.check_every, "check_every", 1)
+        if self.tol is not None and (
+            isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not math.isfinite(self.tol) or self.tol < 0
+        ):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if self.time_limit is not None and (
+            isinstance(self.time_limit, bool) or not isinstance(self.time_limit, (int, float)) or not self.time_limit > 0
+        ):
+            raise ValueError(f"time_limit must be a positive number of seconds, got {self.time_limit!r}")
+        if callable(self.callbacks):
+            raise TypeError("callbacks must be an iterable of callables, got a single callable; wrap it in a list")
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
+        for cb in self.callbacks:
+            if not callable(cb):
+                raise TypeError(f"every callback must be callable, got {cb!r}")
+        if not isinstance(self.compile, (bool, str)):
+            raise TypeError(f"compile must be a bool or a backend name, got {self.compile!r}")
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict, owner: str = "fit") -> "FitOptions":
+        """Build from keyword arguments; unknown names raise ``TypeError`` naming them."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"{owner}() got unexpected keyword argument(s) {unknown}; the fit options are {sorted(names)}")
+        return cls(**kwargs)
+
+    def resolved(self, defaults: FitDefaults) -> "FitOptions":
+        """A copy with the unset max_iter, tol and check_every taken from ``defaults``."""
+        return replace(
+            self,
+            max_iter=defaults.max_iter if self.max_iter is None else self.max_iter,
+            tol=defaults.tol if self.tol is None else self.tol,
+            check_every=defaults.check_every if self.check_every is None else self.check_every,
+        )
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 @dataclass
 class IterationInfo:
-    """What a callback sees at each check: return True from the callback to stop."""
+    """What a callback sees at each check: return True from the callback to stop.
+
+    ``objective`` is a float, or a list of floats (one per problem of a batch).
+    """
 
     iteration: int
-    objective: float
+    objective: float | list
     elapsed: float
     solver: object
 
@@ -43,9 +138,11 @@ class FitResult:
     n_iter : int
         Outer iterations performed.
     converged : bool
-        True when the relative change of the objective between two checks fell below ``tol``.
-    objective : list of float
-        Objective at iteration 0 and at every check.
+        True when every problem met its stopping rule (for the default rule: the relative
+        decrease of the objective between two checks fell below ``tol``).
+    objective : list
+        Objective at iteration 0 and at every check: floats, or lists of floats (one per
+        problem) for a batch.
     iterations : list of int
         Iteration number of each entry of ``objective``.
     times : list of float
@@ -54,6 +151,11 @@ class FitResult:
         Why the loop stopped.
     solver : str
         Registered name of the solver.
+    extra : dict
+        What the solver's ``finish()`` reports (always ``relative_error`` as a fraction
+        where the family has one).
+    n_iter_per_problem, converged_per_problem : list, optional
+        For a batch: the iteration at which each problem stopped, and whether it converged.
     """
 
     n_iter: int = 0
@@ -64,76 +166,92 @@ class FitResult:
     message: str = ""
     solver: str = ""
     extra: dict = field(default_factory=dict)
+    n_iter_per_problem: list | None = None
+    converged_per_problem: list | None = None
 
     @property
-    def final_objective(self) -> float:
+    def final_objective(self):
         return self.objective[-1] if self.objective else math.nan
 
     def __repr__(self) -> str:
+        final = self.final_objective
+        shown = f"{final:.6g}" if isinstance(final, float) else f"[{', '.join(f'{v:.4g}' for v in final)}]"
         return (
             f"FitResult(solver={self.solver!r}, n_iter={self.n_iter}, converged={self.converged}, "
-            f"objective={self.final_objective:.6g}, message={self.message!r})"
+            f"objective={shown}, message={self.message!r})"
         )
 
 
-def _check_positive_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _read(objective: torch.Tensor) -> tuple[list[float], bool, float]:
+    """The objective on the host (one read): values, whether batched, the dtype's round-off."""
+    t = objective.detach()
+    eps = torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0
+    values = t.double().cpu().reshape(-1).tolist()
+    return values, t.dim() >= 1, eps
+
+
+def _decision(previous: float, current: float, reference: float, tol: float, roundoff: float) -> tuple[bool, str]:
+    """(converged, why) of the default rule; ``reference`` is the problem's first finite objective."""
+    if not math.isfinite(previous) or tol <= 0:  # e.g. an online surrogate before its first minibatch
+        return False, ""
+    decrease = (previous - current) / max(abs(previous), torch.finfo(torch.float64).tiny)
+    # an increase beyond round-off (a non-monotone solver) is never convergence
+    if -64 * roundoff <= decrease < tol:
+        return True, f"relative decrease {decrease:.3g} < tol={tol:g}"
+    if abs(previous - current) <= _NEGLIGIBLE * abs(reference):
+        return True, f"change {abs(previous - current):.3g} negligible against the first objective {reference:.6g}"
+    return False, ""
 
 
 def run_fit(
     solver,
     *,
-    max_iter: int = 200,
-    tol: float = 1e-4,
+    max_iter: int | None = None,
+    tol: float | None = None,
     time_limit: float | None = None,
-    check_every: int = 10,
+    check_every: int | None = None,
     callbacks: Iterable[Callable[[IterationInfo], bool | None]] = (),
     progress: bool = False,
     warn: bool = True,
+    compile: bool | str = False,
 ) -> FitResult:
-    r"""Iterate ``solver.step()`` until convergence, ``max_iter`` or ``time_limit``.
+    r"""Iterate ``solver.step()`` until every problem has converged, ``max_iter`` or ``time_limit``.
 
-    Convergence: at a check after iteration k (every ``check_every`` iterations),
-    with :math:`f_p` the objective at the previous check,
-    :math:`|f_p - f_k| / \max(|f_p|, \text{tiny}) < \text{tol}`, or
-    :math:`|f_p - f_k| \le 10^{-12} f_0` (an exact fit at round-off level). An increase
-    larger than ``tol`` (non-monotone solvers) is not taken as convergence.
+    Convergence of a problem at a check after iteration k (every ``check_every``
+    iterations), with :math:`f_p` its objective at the previous check:
+    :math:`0 \le (f_p - f_k) / |f_p| < \text{tol}` (up to the round-off of the dtype), or
+    :math:`|f_p - f_k| \le 10^{-12} f_0` (an exact fit at round-off level); a solver may
+    replace this rule by its own (``at_check``). An increase of the objective is never
+    taken for convergence. In a batch, a problem that has converged stops changing
+    (``solver.set_active_``) while the others go on.
 
-    Parameters
-    ----------
-    max_iter : int
-        Maximum number of outer iterations (>= 0).
-    tol : float
-        Tolerance on the relative decrease of the objective between checks; 0 runs
-        all ``max_iter`` iterations.
-    time_limit : float, optional
-        Wall-clock budget in seconds, tested at each check.
-    check_every : int
-        Iterations between objective evaluations (each costs one host sync).
-    callbacks : iterable of callables
-        Called with an :class:`IterationInfo` at each check; returning True stops.
-    progress : bool
-        Show a tqdm progress bar with the current objective.
-    warn : bool
-        Emit a :class:`~torchnmf_l1.ConvergenceWarning` when ``max_iter`` is reached.
+    Parameters are those of :class:`FitOptions`; unset ones take the solver's
+    ``fit_defaults``.
     """
-    _check_positive_int(max_iter, "max_iter", 0)
-    _check_positive_int(check_every, "check_every", 1)
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0 or not math.isfinite(tol):
-        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    if time_limit is not None and (not isinstance(time_limit, (int, float)) or not time_limit > 0):
-        raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-    callbacks = list(callbacks)
+    options = FitOptions(max_iter, tol, time_limit, check_every, tuple(callbacks), progress, warn, compile)
+    options = options.resolved(getattr(solver, "fit_defaults", FitDefaults()))
+    max_iter, tol, check_every = options.max_iter, options.tol, options.check_every
     result = FitResult(solver=getattr(solver, "name", type(solver).__name__))
+    step = solver.step
+    if options.compile:
+        backend = options.compile if isinstance(options.compile, str) else "inductor"
+        step = torch.compile(solver.step, fullgraph=True, backend=backend)
+    at_check = getattr(solver, "at_check", None)
     start = time.perf_counter()
-    previous = float(solver.objective())
-    result.objective.append(previous)
+    first, batched, roundoff = _read(solver.objective())
+    count = len(first)
+    show = (lambda v: v) if batched else (lambda v: v[0])
+    result.objective.append(show(first))
     result.iterations.append(0)
     result.times.append(0.0)
+    previous = list(first)
+    reference = list(first)  # first finite objective of each problem (the scale of the negligible rule)
+    active = [True] * count
+    stopped_at = [max_iter] * count
+    converged = [False] * count
+    own_rule = False
     bar = None
-    if progress:
+    if options.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_iter, desc=result.solver, leave=False)
@@ -141,50 +259,98 @@ def run_fit(
     try:
         with torch.no_grad():
             for it in range(1, max_iter + 1):
-                solver.step()
+                step()
                 result.n_iter = it
                 if it % check_every and it != max_iter:
                     continue
-                current = float(solver.objective())
+                done = at_check(tol) if at_check is not None else None
+                own_rule = own_rule or done is not None
+                current, _, _ = _read(solver.objective())
                 elapsed = time.perf_counter() - start
-                result.objective.append(current)
+                result.objective.append(show(current))
                 result.iterations.append(it)
                 result.times.append(elapsed)
                 if bar is not None:
                     bar.update(it - bar.n)
-                    bar.set_postfix(objective=f"{current:.6g}")
-                if not math.isfinite(current):
-                    message = f"objective became {current} at iteration {it}"
-                    break
-                previous_raw = previous
-                decrease = (previous - current) / max(abs(previous), torch.finfo(torch.float64).tiny)
-                previous = current
-                # |change| < tol: stagnation. A larger increase (a non-monotone solver such as an
-                # accelerated gradient with restarts) is not convergence: keep iterating.
-                # A change negligible against the initial objective (an exact fit at round-off
-                # level) also counts as stagnation.
-                negligible = abs(previous_raw - current) <= _NEGLIGIBLE * abs(result.objective[0])
-                if tol > 0 and (abs(decrease) < tol or negligible):
-                    result.converged = True
-                    message = f"relative decrease {decrease:.3g} < tol={tol:g} at iteration {it}"
-                    break
-                if any(cb(IterationInfo(it, current, elapsed, solver)) for cb in callbacks):
+                    bar.set_postfix(objective=f"{current[0]:.6g}" if not batched else f"{min(current):.6g}")
+                stopping = [False] * count
+                why = ""
+                for b in range(count):
+                    if not active[b]:
+                        continue
+                    if not math.isfinite(current[b]):
+                        message = f"objective became {current[b]} at iteration {it}" + (f" (problem {b})" if batched else "")
+                        stopping[b] = True
+                        continue
+                    if not math.isfinite(reference[b]):
+                        reference[b] = current[b]
+                    if done is not None:
+                        ok = bool(done[b])
+                    else:
+                        ok, why = _decision(previous[b], current[b], reference[b], tol, roundoff)
+                    if ok:
+                        converged[b] = stopping[b] = True
+                    previous[b] = current[b]
+                if any(stopping):
+                    for b in range(count):
+                        if stopping[b]:
+                            active[b] = False
+                            stopped_at[b] = it
+                    if not any(active):
+                        if all(converged):
+                            if done is not None:
+                                message = f"the solver's stopping rule was met at iteration {it}"
+                            elif batched:
+                                message = f"every problem converged (tol={tol:g}) by iteration {it}"
+                            else:
+                                message = f"{why} at iteration {it}"
+                        break
+                    if hasattr(solver, "set_active_"):
+                        solver.set_active_(active)
+                if any(cb(IterationInfo(it, show(current), elapsed, solver)) for cb in options.callbacks):
                     message = f"stopped by a callback at iteration {it}"
                     break
-                if time_limit is not None and elapsed >= time_limit:
-                    message = f"reached time_limit={time_limit:g}s at iteration {it}"
+                if options.time_limit is not None and elapsed >= options.time_limit:
+                    message = f"reached time_limit={options.time_limit:g}s at iteration {it}"
                     break
     finally:
         if bar is not None:
             bar.close()
+    for b in range(count):
+        if active[b]:
+            stopped_at[b] = result.n_iter
     result.message = message
-    extra = getattr(solver, "result_extra", None)
-    if callable(extra):
-        result.extra.update(extra())
-    if warn and not result.converged and message.startswith("reached max_iter") and tol > 0 and max_iter > 0:
-        warnings.warn(
-            f"{result.solver}: {message} without meeting tol={tol:g}; increase max_iter or tol",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+    result.converged = all(converged)
+    if batched:
+        result.n_iter_per_problem = stopped_at
+        result.converged_per_problem = converged
+    if warn and not result.converged and message.startswith("reached max_iter") and (tol > 0 or own_rule) and max_iter > 0:
+        what = f"{sum(not c for c in converged)} of {count} problems" if batched else result.solver
+        rule = "its stopping rule" if own_rule else f"tol={tol:g}"
+        warn_user(f"{what}: {message} without meeting {rule}; increase max_iter or tol", ConvergenceWarning)
     return result
+
+
+def fit_solver(solver, options: FitOptions | None = None):
+    """The path of every model: :func:`run_fit`, then ``solver.finish()``.
+
+    Returns
+    -------
+    (FitResult, SolverOutput)
+        The output's ``extra`` is merged into the result's.
+    """
+    options = options or FitOptions()
+    result = run_fit(
+        solver,
+        max_iter=options.max_iter,
+        tol=options.tol,
+        time_limit=options.time_limit,
+        check_every=options.check_every,
+        callbacks=options.callbacks,
+        progress=options.progress,
+        warn=options.warn,
+        compile=options.compile,
+    )
+    output = solver.finish()
+    result.extra.update(output.extra)
+    return result, output

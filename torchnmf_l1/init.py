@@ -1,7 +1,10 @@
 """Initialisations of (W, H), registered by name; each takes a ``torch.Generator``.
 
-All are deterministic for a given seed on a given device. Registered names:
-``"random"``, ``"nndsvd"``, ``"nndsvda"``, ``"nndsvdar"`` and ``"custom"``.
+All are deterministic for a given seed on a given device. Registered names (family
+``"nmf"``): ``"random"``, ``"nndsvd"``, ``"nndsvda"``, ``"nndsvdar"``, ``"l1-init"`` and
+``"custom"``; a batch of problems is initialised problem by problem
+(:func:`initialize` with one generator per problem). The CP inits (family ``"cp"``):
+``"random"`` and ``"svd"``.
 
 References
 ----------
@@ -16,9 +19,9 @@ from torch import Tensor
 
 from . import kernels
 from .data import Data, check_factor
-from .registry import register_init
+from .registry import get_init, register_init
 
-__all__ = ["initialize", "random_init", "nndsvd_init", "make_generator"]
+__all__ = ["initialize", "initialize_cp", "random_init", "random_codes", "nndsvd_init", "make_generator"]
 
 
 def make_generator(seed, device) -> torch.Generator:
@@ -48,6 +51,12 @@ def random_init(data: Data, rank: int, *, generator: torch.Generator, **_) -> tu
     W = torch.rand(m, rank, **like) * scale
     H = torch.rand(rank, n, **like) * scale
     return W, H
+
+
+def random_codes(data: Data, rank: int, *, generator: torch.Generator) -> Tensor:
+    """H (r x n) uniform in [0, 1) times ``sqrt(mean(X) / rank)``: the start of ``transform``."""
+    n = data.shape[1]
+    return torch.rand(rank, n, device=data.device, dtype=data.dtype, generator=generator) * torch.sqrt(_data_mean(data) / rank)
 
 
 def nndsvd_init(data: Data, rank: int, *, generator: torch.Generator, fill: str = "zeros") -> tuple[Tensor, Tensor]:
@@ -102,18 +111,25 @@ def custom_init(data: Data, rank: int, *, W=None, H=None, **_) -> tuple[Tensor, 
     if W is None or H is None:
         raise ValueError("init='custom' needs both W and H")
     like = dict(device=data.device, dtype=data.dtype)
-    return check_factor(W, "W", (m, rank), **like), check_factor(H, "H", (rank, n), **like)
+    lead = () if data.batch is None else (data.batch,)
+    return check_factor(W, "W", lead + (m, rank), **like), check_factor(H, "H", lead + (rank, n), **like)
 
 
 def initialize(
-    data: Data, rank: int, init: str, *, generator: torch.Generator, W=None, H=None
+    data: Data, rank: int, init: str, *, generator, W=None, H=None
 ) -> tuple[Tensor, Tensor]:
-    """Initial (W, H) by the registered initialisation ``init``."""
-    from .registry import get_init
+    """Initial (W, H) by the registered initialisation ``init``.
 
+    For a batch (``data.batch`` = B), ``generator`` is a list of B generators, one per
+    problem, and each problem is initialised on its own matrix; W (B, m, r), H (B, r, n).
+    """
     if (W is not None or H is not None) and init.lower() != "custom":
         raise ValueError(f"W and H are only used with init='custom', got init={init!r}")
-    return get_init(init)(data, rank, generator=generator, W=W, H=H)
+    fn = get_init(init)
+    if data.batch is None or init.lower() == "custom":
+        return fn(data, rank, generator=generator, W=W, H=H)
+    starts = [fn(data.problem(b), rank, generator=generator[b]) for b in range(data.batch)]
+    return torch.stack([w for w, _ in starts]), torch.stack([h for _, h in starts])
 
 
 @register_init("l1-init")
@@ -149,12 +165,72 @@ def l1_init(
     W.mul_(d)
     H.div_(d.clamp_min(tiny).unsqueeze(1))
     data_t = data.T
+    Wt = W.mT.contiguous()
     for _ in range(hals_iter):
-        Wt = W.transpose(0, 1).contiguous()
-        A = kernels.wt_x(H.transpose(0, 1), data_t.X, data_t.X_t)
+        A = kernels.wt_x(H.mT, data_t.X, data_t.X_t)
         kernels.hals_nnls_(Wt, A, kernels.gram(H, transpose=True), max_sweeps=1, delta=0.0, keep_rows_positive=True)
-        W = Wt.transpose(0, 1).contiguous()
+        W = Wt.mT
         kernels.hals_nnls_(
             H, kernels.wt_x(W, data.X, data.X_t), kernels.gram(W), max_sweeps=1, delta=0.0, keep_rows_positive=True
         )
+    return Wt.mT.contiguous(), H
+
+
+# ---------------------------------------------------------------------------- CP
+@register_init("random", family="cp")
+def cp_random_init(T: Tensor, mask: Tensor | None, rank: int, *, generator: torch.Generator) -> list[Tensor]:
+    """Uniform [0, 1) factors scaled so that the CP tensor has the norm of the observed T."""
+    factors = [torch.rand(s, rank, generator=generator, device=T.device, dtype=T.dtype) for s in T.shape]
+    observed = T if mask is None else torch.where(mask, T, 0.0)
+    model_norm = torch.linalg.vector_norm(kernels.cp_reconstruct(factors)).clamp_min(torch.finfo(T.dtype).tiny)
+    per_mode = (torch.linalg.vector_norm(observed) / model_norm) ** (1.0 / T.dim())
+    return [F * per_mode for F in factors]
+
+
+@register_init("svd", family="cp")
+def cp_svd_init(T: Tensor, mask: Tensor | None, rank: int, *, generator: torch.Generator) -> list[Tensor]:
+    """tensorly's nonnegative SVD initialisation (missing entries filled with the observed mean),
+    weights folded into the first factor; tensorly's PyTorch backend is selected locally."""
+    import tensorly as tl
+    from tensorly.decomposition._cp import initialize_cp
+
+    filled = T if mask is None else torch.where(mask, T, T[mask].mean())
+    with tl.backend_context("pytorch"):
+        weights, factors = initialize_cp(filled, rank, init="svd", non_negative=True)
+    factors = [F.to(device=T.device, dtype=T.dtype).clone() for F in factors]
+    factors[0] = factors[0] * weights
+    return factors
+
+
+def initialize_cp(T: Tensor, mask: Tensor | None, rank: int, init: str, *, generator, batch: int | None = None) -> list[Tensor]:
+    """Initial CP factors by the registered ``family="cp"`` initialisation ``init``.
+
+    For a batch (T of shape (B, I_1, ..., I_N)) ``generator`` is a list of B generators and
+    each tensor is initialised on its own; the factors are then (B, I_n, r).
+    """
+    fn = get_init(init, family="cp")
+    if batch is None:
+        return fn(T, mask, rank, generator=generator)
+    starts = [fn(T[b], None if mask is None else mask[b], rank, generator=generator[b]) for b in range(batch)]
+    return [torch.stack([s[n] for s in starts]) for n in range(len(starts[0]))]
+
+
+# ---------------------------------------------------------------------------- streaming
+def random_init_blocks(source, rank: int, block_size: int, *, generator: torch.Generator, device, dtype,
+                       H_device=None, keeps_H: bool = True, pin_memory: bool = True) -> tuple[Tensor, Tensor | None]:
+    """:func:`random_init` for X read in column blocks: the mean of X by one pass (which also
+    checks X >= 0), then the same draws as ``random_init`` on ``device``."""
+    from .blocks import iter_device_blocks
+
+    total = torch.zeros((), device=device, dtype=dtype)
+    for _, _, X_j in iter_device_blocks(source, block_size, device, dtype, pin_memory=pin_memory):
+        if bool(X_j.min() < 0):
+            raise ValueError("X must be nonnegative, found a negative entry")
+        total = total + X_j.sum()
+        del X_j
+    m, n = source.shape
+    like = dict(device=device, dtype=dtype, generator=generator)
+    scale = torch.sqrt(total / (m * n) / rank)
+    W = torch.rand(m, rank, **like).mul_(scale)
+    H = torch.rand(rank, n, **like).mul_(scale).to(H_device or device) if keeps_H else None
     return W, H

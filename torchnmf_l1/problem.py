@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import torch
 from typing import Callable
 
 from torch import Tensor
@@ -19,7 +21,7 @@ from torch import Tensor
 from . import kernels
 from .data import Data
 
-__all__ = ["Loss", "resolve_loss", "Penalties", "NMFProblem", "LOSS_NAMES"]
+__all__ = ["Loss", "resolve_loss", "Penalties", "NMFProblem", "FactorState", "SeparableProblem", "DictionaryProblem", "CPProblem", "CPState", "StreamingProblem", "DistributedProblem", "NNLSProblem", "LOSS_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ _LOSS_FUNCTIONS: dict[str, Callable[[Loss, Data, Tensor, Tensor], Tensor]] = {
     "l1": lambda loss, d, W, H: kernels.l1_loss(d.X, W, H, d.support),
     "wl1": lambda loss, d, W, H: kernels.weighted_l1_loss(d.X, W, H, loss.zero_weight, d.support),
 }
+"""Loss name -> ``f(loss, data, W, H)``: the loss of each problem (0-dim, or (B,))."""
 
 LOSS_NAMES = tuple(_LOSS_FUNCTIONS)
 
@@ -128,16 +131,26 @@ class Penalties:
         return any((self.l1_W, self.l2_W, self.l1_H, self.l2_H))
 
     def value(self, W: Tensor, H: Tensor) -> Tensor:
-        total = W.new_zeros(())
-        if self.l1_W:
-            total = total + self.l1_W * W.sum()
-        if self.l2_W:
-            total = total + 0.5 * self.l2_W * (W * W).sum()
-        if self.l1_H:
-            total = total + self.l1_H * H.sum()
-        if self.l2_H:
-            total = total + 0.5 * self.l2_H * (H * H).sum()
+        """The penalty at (W, H): 0-dim, or (B,) per problem of a batch."""
+        return self.value_W(W) + self.value_H(H)
+
+    @staticmethod
+    def _value(F: Tensor, l1: float, l2: float) -> Tensor:
+        dims = (-2, -1)
+        total = F.new_zeros(F.shape[:-2])
+        if l1:
+            total = total + l1 * F.sum(dim=dims)
+        if l2:
+            total = total + 0.5 * l2 * F.square().sum(dim=dims)
         return total
+
+    def value_W(self, W: Tensor) -> Tensor:
+        """The penalty terms of W alone."""
+        return self._value(W, self.l1_W, self.l2_W)
+
+    def value_H(self, H: Tensor) -> Tensor:
+        """The penalty terms of H alone."""
+        return self._value(H, self.l1_H, self.l2_H)
 
     @property
     def transposed(self) -> "Penalties":
@@ -147,15 +160,244 @@ class Penalties:
 
 @dataclass(frozen=True, eq=False)
 class NMFProblem:
-    """Data, loss and penalties: everything a solver needs besides the factors."""
+    """Data, loss and penalties: everything an NMF solver needs besides the factors.
+
+    Attributes
+    ----------
+    data : Data
+    loss : Loss
+    penalties : Penalties
+    batch : int or None
+        The number of problems solved together: ``data.batch`` for a batch of matrices,
+        or a number of factor pairs fitted to one shared X (replicates). None: one problem.
+    update_W, update_H : bool
+        False keeps that factor fixed (``fix_W`` / ``fix_H``).
+    """
 
     data: Data
     loss: Loss
     penalties: Penalties = Penalties()
+    batch: int | None = None
+    update_W: bool = True
+    update_H: bool = True
+
+    def __post_init__(self):
+        if self.batch is None and self.data.batch is not None:
+            object.__setattr__(self, "batch", self.data.batch)
+        if self.data.batch is not None and self.batch != self.data.batch:
+            raise ValueError(f"a batch of {self.data.batch} matrices needs batch={self.data.batch}, got {self.batch}")
+        if not (self.update_W or self.update_H):
+            raise ValueError("fix_W and fix_H cannot both be True: there would be nothing to fit")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(m, n) of each problem."""
+        return self.data.shape
+
+    @property
+    def shared(self) -> bool:
+        """True when several factor pairs are fitted to one X (replicates)."""
+        return self.batch is not None and self.data.batch is None
+
+    def factor_shapes(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Shapes of W and H: (m, r), (r, n), with a leading B for a batch."""
+        m, n = self.shape
+        lead = () if self.batch is None else (self.batch,)
+        return lead + (m, rank), lead + (rank, n)
 
     def objective(self, W: Tensor, H: Tensor) -> Tensor:
-        """Loss plus penalties at (W, H), a 0-dim tensor (no host sync)."""
+        """Loss plus penalties at (W, H): 0-dim, or (B,) for a batch (no host sync)."""
         value = self.loss(self.data, W, H)
         if self.penalties.active:
             value = value + self.penalties.value(W, H)
         return value
+
+
+@dataclass(eq=False)
+class FactorState:
+    """The factors an NMF solver updates in place: W ((m, r) or (B, m, r)) and H ((r, n) or (B, r, n)).
+
+    A solver may replace a tensor by another layout of the same values (e.g. W as the
+    transpose of a contiguous W^T, so that its columns are rows in memory); the state
+    always holds the current factors.
+    """
+
+    W: Tensor
+    H: Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class SeparableProblem:
+    r"""Near-separable NMF :math:`X \approx X(:, K) H`, :math:`|K| = r`, :math:`H \ge 0`.
+
+    Attributes
+    ----------
+    X : Tensor, shape (m, n)
+        Dense nonnegative data (columns are the points).
+    rank : int or None
+        r; None for a solver that detects it (FGNSR with a given mu).
+    generator : torch.Generator, optional
+        Randomness (VCA's directions, FGNSR's tie-breaking weights).
+    subsample : int, optional
+        Select among the representatives of this many H2NMF clusters (the "-k" variants).
+    nnls_max_sweeps, nnls_delta :
+        The final H-fit on all columns (:func:`torchnmf_l1.kernels.nnls_columns`).
+    """
+
+    X: Tensor
+    rank: int | None
+    generator: torch.Generator | None = None
+    subsample: int | None = None
+    nnls_max_sweeps: int = 500
+    nnls_delta: float = 1e-6
+
+
+@dataclass(frozen=True, eq=False)
+class DictionaryProblem:
+    r"""Dictionary NMF :math:`X \approx D(:, K)\, H`, K r atoms of a known dictionary D.
+
+    Attributes
+    ----------
+    X : Tensor, shape (p, n)
+        Dense nonnegative data.
+    dictionary : Tensor, shape (p, d)
+        The atoms (columns), possibly several dictionaries side by side (``groups``).
+    rank : int
+    distinct, groups, counts :
+        Constraints on K (see :func:`torchnmf_l1.kernels.match_atoms`).
+    init : str
+        ``"random"`` or the name of a registered separable solver whose selection on X
+        gives the first atoms (d-SPA, d-SNPA, ...).
+    init_problem : SeparableProblem or None
+        The separable problem of that init (its subsampling, NNLS settings, generator).
+    init_options : dict
+        The separable solver's options.
+    generator : torch.Generator
+        Randomness of ``init="random"``.
+    nnls_max_sweeps : int
+        HALS sweeps of the H-fits with D(:, K).
+    """
+
+    X: Tensor
+    dictionary: Tensor
+    rank: int
+    distinct: bool = True
+    groups: tuple | None = None
+    counts: tuple | None = None
+    init: str = "random"
+    init_problem: SeparableProblem | None = None
+    init_options: dict | None = None
+    generator: torch.Generator | None = None
+    nnls_max_sweeps: int = 500
+
+
+@dataclass(frozen=True, eq=False)
+class CPProblem:
+    r"""Nonnegative CPD :math:`\min \tfrac12 \|M \ast (T - [\![A_1, \dots, A_N]\!])\|_F^2`, optionally
+    with the columns of one factor among the atoms of a dictionary.
+
+    Attributes
+    ----------
+    T : Tensor
+        Order N >= 2, dense, finite, nonnegative (missing entries may hold anything
+        finite); (B, I_1, ..., I_N) for a batch of B tensors.
+    mask : bool Tensor like T, optional
+        True where T is observed.
+    batch : int or None
+    dictionary : Tensor (I_c x d), optional
+        Atoms of mode ``dict_mode``.
+    dict_mode, distinct, snap, atoms_init :
+        See :class:`torchnmf_l1.DictionaryCP`.
+    """
+
+    T: Tensor
+    mask: Tensor | None = None
+    batch: int | None = None
+    dictionary: Tensor | None = None
+    dict_mode: int = 0
+    distinct: bool = True
+    snap: str = "hard"
+    atoms_init: str = "match"
+
+    @property
+    def order(self) -> int:
+        return self.T.dim() - (0 if self.batch is None else 1)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.T.shape[0 if self.batch is None else 1 :])
+
+
+@dataclass(eq=False)
+class CPState:
+    """The CP factors a solver updates in place: N tensors (I_n, r), or (B, I_n, r)."""
+
+    factors: list
+
+
+@dataclass(frozen=True, eq=False)
+class StreamingProblem:
+    r"""Frobenius NMF of X (m x n) read in column blocks, :math:`\tfrac12\|X - WH\|_F^2` + penalties.
+
+    Attributes
+    ----------
+    source : torchnmf_l1.blocks.BlockSource
+        Where the blocks come from.
+    block_size : int
+        Columns per block (the source's own blocks for an iterable).
+    device, dtype :
+        Where and in which precision the blocks are computed.
+    penalties : Penalties
+    pin_memory : bool
+        Stage blocks in pinned host memory on CUDA (copies overlapped with compute).
+    resume : dict, optional
+        A solver state from a checkpoint (:mod:`torchnmf_l1.checkpoint`) to continue from.
+    """
+
+    source: object
+    block_size: int
+    device: torch.device
+    dtype: torch.dtype
+    penalties: Penalties = Penalties()
+    pin_memory: bool = True
+    resume: dict | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class DistributedProblem:
+    """One rank's share of a data-parallel NMF: its columns X_p, the loss, the penalties, the group.
+
+    Attributes
+    ----------
+    data : Data
+        X_p (m x n_p), dense or (for the L1 losses) sparse.
+    loss : Loss
+    penalties : Penalties
+    group : ProcessGroup, optional
+        Default: the world.
+    """
+
+    data: Data
+    loss: Loss
+    penalties: Penalties = Penalties()
+    group: object = None
+
+
+@dataclass(frozen=True, eq=False)
+class NNLSProblem:
+    r"""Codes of a batch of vectors in a fixed dictionary:
+    :math:`\min_{h_b \ge 0} D(x_b \mid W h_b) + \lambda \mathbf{1}^T h_b` for every row b.
+
+    Attributes
+    ----------
+    x : Tensor, shape (B, m)
+    W : Tensor, shape (m, r)
+    loss : {"frobenius", "kl"}
+    l1 : float
+        lambda >= 0.
+    """
+
+    x: Tensor
+    W: Tensor
+    loss: str = "frobenius"
+    l1: float = 0.0

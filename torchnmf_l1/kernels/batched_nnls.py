@@ -9,9 +9,9 @@ divergence. Codes are stored as rows (B x r), so that every product is one GEMM
 over the batch: ``x W`` (B x r) and ``h W^T W`` (B x r).
 
 Every function here is pure (no in-place change of an input) and made of plain
-tensor operations with a fixed number of iterations, so that autograd can
-record them (the unrolled backward), ``torch.compile`` can trace them and
-``torch.func.vmap`` can batch them.
+tensor operations, so that autograd can record the iterations of the solvers of
+:mod:`torchnmf_l1.solvers.nnls` (the unrolled backward), ``torch.compile`` can trace
+them and ``torch.func.vmap`` can batch them.
 
 References
 ----------
@@ -23,17 +23,15 @@ NIPS 2001.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 __all__ = [
     "nnls_lipschitz",
     "nnls_pg_step",
-    "nnls_pg_solve",
     "nnls_mu_step",
-    "nnls_mu_solve",
+    "nnls_mu_start",
+    "nnls_objective",
     "nnls_stationarity",
     "nnls_implicit_vjp",
 ]
@@ -77,41 +75,6 @@ def nnls_pg_step(y: Tensor, G: Tensor, xW: Tensor, step: Tensor, l1: float = 0.0
     return torch.clamp(y - step * (y @ G - xW + l1), min=0.0)
 
 
-def nnls_pg_solve(x: Tensor, W: Tensor, n_iter: int, l1: float = 0.0, h0: Tensor | None = None) -> Tensor:
-    r"""Frobenius NNLS of every row of ``x`` by FISTA (accelerated projected gradient).
-
-    .. math:: h \leftarrow \max\big(0,\, y - \tfrac1L (y W^TW - xW + \lambda)\big),\quad
-              y \leftarrow h + \tfrac{t_k - 1}{t_{k+1}} (h - h_{\mathrm{prev}})
-
-    Parameters
-    ----------
-    x : Tensor, shape (B, m)
-    W : Tensor, shape (m, r), nonnegative (not required by the Frobenius loss).
-    n_iter : int
-        Fixed number of iterations (no data-dependent stopping, so the result is
-        a differentiable function that autograd can unroll).
-    l1 : float
-    h0 : Tensor, shape (B, r), optional
-        Start; zeros by default.
-
-    Returns
-    -------
-    Tensor, shape (B, r)
-    """
-    G = W.transpose(0, 1) @ W
-    xW = x @ W
-    step = 1.0 / nnls_lipschitz(G)
-    h = xW.new_zeros(xW.shape) if h0 is None else h0
-    y = h
-    t = 1.0
-    for _ in range(n_iter):
-        h_next = nnls_pg_step(y, G, xW, step, l1)
-        t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
-        y = h_next + ((t - 1.0) / t_next) * (h_next - h)
-        h, t = h_next, t_next
-    return h
-
-
 def nnls_mu_step(h: Tensor, x: Tensor, W: Tensor, G: Tensor, xW: Tensor, loss: str, l1: float = 0.0) -> Tensor:
     r"""One multiplicative update of the codes ``h`` (B x r), for ``x, W >= 0``.
 
@@ -126,35 +89,22 @@ def nnls_mu_step(h: Tensor, x: Tensor, W: Tensor, G: Tensor, xW: Tensor, loss: s
     return h * (ratio @ W) / (W.sum(dim=0) + l1).clamp_min(eps)
 
 
-def nnls_mu_solve(x: Tensor, W: Tensor, n_iter: int, loss: str = "frobenius", l1: float = 0.0,
-                  h0: Tensor | None = None) -> Tensor:
-    r"""NNLS (Frobenius) or KL regression of every row of ``x`` by multiplicative updates.
+def nnls_mu_start(xW: Tensor, G: Tensor) -> Tensor:
+    r"""A positive start of MU for the codes: the least-squares scaling
+    :math:`h_k = \max(xW, \epsilon)_k / (\mathbf{1}^T G)_k` (B x r)."""
+    tiny = torch.finfo(xW.dtype).eps
+    return xW.clamp_min(tiny) / G.sum(dim=0).clamp_min(tiny)
 
-    Parameters
-    ----------
-    x : Tensor, shape (B, m), nonnegative
-    W : Tensor, shape (m, r), nonnegative
-    n_iter : int
-        Fixed number of iterations.
-    loss : {"frobenius", "kl"}
-    l1 : float
-    h0 : Tensor, shape (B, r), optional
-        Positive start; by default the least-squares scaling
-        :math:`h_k = \max(xW, \epsilon)_k / (\mathbf{1}^T G)_k` (all positive).
 
-    Returns
-    -------
-    Tensor, shape (B, r); entries stay positive (MU never reaches exact zeros).
-    """
-    G = W.transpose(0, 1) @ W
-    xW = x @ W
-    if h0 is None:
-        tiny = torch.finfo(x.dtype).eps
-        h0 = xW.clamp_min(tiny) / G.sum(dim=0).clamp_min(tiny)
-    h = h0
-    for _ in range(n_iter):
-        h = nnls_mu_step(h, x, W, G, xW, loss, l1)
-    return h
+def nnls_objective(h: Tensor, x: Tensor, W: Tensor, loss: str, l1: float = 0.0) -> Tensor:
+    r"""The objective :math:`\sum_b D(x_b \mid W h_b) + \lambda \mathbf{1}^T h_b` (0-dim)."""
+    y = h @ W.mT
+    penalty = l1 * h.sum() if l1 else 0.0
+    if loss == "frobenius":
+        return 0.5 * (x - y).square().sum() + penalty
+    y = y.clamp_min(torch.finfo(h.dtype).eps)
+    divergence = torch.where(x > 0, x * (torch.log(x.clamp_min(torch.finfo(x.dtype).tiny)) - torch.log(y)), 0.0) - x + y
+    return divergence.sum() + penalty
 
 
 def nnls_stationarity(h: Tensor, x: Tensor, W: Tensor, loss: str, l1: float = 0.0) -> Tensor:

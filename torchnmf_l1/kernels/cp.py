@@ -1,4 +1,4 @@
-r"""Kernels of the canonical polyadic decomposition (CPD), computed through tensorly.
+r"""Kernels of the canonical polyadic decomposition (CPD), one tensor or a batch.
 
 A rank-r CPD of an order-N tensor T (I_1 x ... x I_N) is
 :math:`[\![A_1, \dots, A_N]\!] = \sum_{q=1}^r a_{1q} \circ \cdots \circ a_{Nq}`. The HALS
@@ -10,16 +10,15 @@ update of factor n needs
     B_n = \mathop{\ast}_{m \ne n} A_m^T A_m \quad (r \times r),
 
 the unfolding times the Khatri-Rao product and the Hadamard product of the other
-factors' Grams. tensorly computes the MTTKRP with its PyTorch backend, selected
-locally with ``tl.backend_context("pytorch")`` (never globally), so the tensors stay
-on their device (CPU or CUDA) and dtype.
+factors' Grams. The MTTKRP is one ``torch.einsum`` contraction (the Khatri-Rao product is
+never formed; measured as fast as tensorly's ``unfolding_dot_khatri_rao`` on
+40 x 50 x 60 and 15^4 tensors), so it runs on any device and dtype and takes a leading
+batch dimension: T of shape (B, I_1, ..., I_N) with factors (B, I_n, r).
 
 References
 ----------
 T. G. Kolda and B. W. Bader, "Tensor decompositions and applications", SIAM Review
 51(3), 2009.
-J. Kossaifi, Y. Panagakis, A. Anandkumar and M. Pantic, "TensorLy: tensor learning in
-Python", JMLR 20(26), 2019.
 """
 
 from __future__ import annotations
@@ -31,29 +30,41 @@ from torch import Tensor
 
 __all__ = ["cp_mttkrp", "cp_gram_hadamard", "cp_reconstruct"]
 
+_MODES = "abcdefghijklmnopqrstuvwx"  # 'y' is the batch, 'z' the rank
+
+
+def _batched(T: Tensor, factors: Sequence[Tensor]) -> bool:
+    return factors[0].dim() == 3
+
 
 def cp_mttkrp(T: Tensor, factors: Sequence[Tensor], mode: int) -> Tensor:
-    """``unfold(T, mode) @ khatri_rao(factors except mode)``, shape (I_mode, r), via tensorly."""
-    import tensorly as tl
-    from tensorly.cp_tensor import unfolding_dot_khatri_rao
-
-    with tl.backend_context("pytorch"):
-        return unfolding_dot_khatri_rao(T, (None, list(factors)), mode)
+    """``unfold(T, mode) @ khatri_rao(factors except mode)``: (I_mode, r), or (B, I_mode, r)."""
+    batched = _batched(T, factors)
+    order = len(factors)
+    lead = "y" if batched else ""
+    letters = _MODES[:order]
+    operands = [f"{lead}{letters[m]}z" for m in range(order) if m != mode]
+    spec = f"{lead}{letters}," + ",".join(operands) + f"->{lead}{letters[mode]}z"
+    return torch.einsum(spec, T, *[F for m, F in enumerate(factors) if m != mode])
 
 
 def cp_gram_hadamard(factors: Sequence[Tensor], mode: int) -> Tensor:
-    """Hadamard product of ``A_m^T A_m`` over m != mode (r x r)."""
-    r = factors[0].shape[1]
-    B = torch.ones(r, r, device=factors[0].device, dtype=factors[0].dtype)
+    """Hadamard product of ``A_m^T A_m`` over m != mode: (r, r), or (B, r, r)."""
+    B = None
     for m, A in enumerate(factors):
         if m != mode:
-            B = B * (A.transpose(0, 1) @ A)
+            G = A.mT @ A
+            B = G if B is None else B * G
+    if B is None:  # an order-1 "tensor": no other factor
+        r = factors[0].shape[-1]
+        return factors[0].new_ones(factors[0].shape[:-2] + (r, r))
     return B
 
 
 def cp_reconstruct(factors: Sequence[Tensor]) -> Tensor:
-    """The full tensor :math:`[\\![A_1, \\dots, A_N]\\!]` (unit weights), via tensorly."""
-    import tensorly as tl
-
-    with tl.backend_context("pytorch"):
-        return tl.cp_to_tensor((None, list(factors)))
+    """The full tensor :math:`[\\![A_1, \\dots, A_N]\\!]` (unit weights), batched when the factors are."""
+    batched = factors[0].dim() == 3
+    lead = "y" if batched else ""
+    letters = _MODES[: len(factors)]
+    spec = ",".join(f"{lead}{c}z" for c in letters) + f"->{lead}{letters}"
+    return torch.einsum(spec, *factors)

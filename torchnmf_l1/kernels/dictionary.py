@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["atom_scores", "match_atoms", "subspace_atoms"]
+__all__ = ["atom_scores", "match_atoms", "subspace_atoms", "proximal_weight", "atom_gap"]
 
 _NEG = -1e9  # forbidden pair in a maximisation (scores lie in [-1, 1])
 
@@ -218,3 +218,46 @@ def subspace_atoms(Y: Tensor, D: Tensor, r: int, *, max_subsets: int = 200_000, 
         chosen.append(j)
         Q = torch.cat([Q, (A[:, j] / norms[j]).unsqueeze(1)], dim=1)
     return torch.tensor(sorted(chosen), dtype=torch.int64, device=D.device)
+
+
+def atom_gap(U: Tensor, atoms: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Squared distance :math:`\|U - \bar D(:, K)\|_F^2` of a factor to its unit-norm atoms, and
+    the relative gap :math:`\|U - \bar D(:, K)\|_F / \|\bar D(:, K)\|_F` (0-dim tensors, no sync)."""
+    gap_sq = (U - atoms).square().sum()
+    return gap_sq, torch.sqrt(gap_sq / atoms.shape[-1])  # ||D_K||_F^2 = r (unit atoms)
+
+
+def proximal_weight(
+    delta: Tensor | None,
+    residual_sq: Tensor,
+    gap_sq: Tensor,
+    gap: Tensor,
+    *,
+    factor: float = 0.01,
+    growth: float = 1.5,
+    raise_gap: float = 0.01,
+) -> Tensor:
+    r"""The growing weight :math:`\delta` of the proximal pull towards the atoms (device side).
+
+    The relaxed models of dictionary NMF and dictionary CPD add
+    :math:`\tfrac{\delta}{2}\|U - \bar D(:, K)\|_F^2`. The first call (``delta=None``) sets
+    :math:`\delta = \text{factor}\,\|X - UV\|_F^2 / \|U - \bar D(:,K)\|_F^2`, so that the
+    pull starts at a small fraction of the fit; later calls multiply it by ``growth``
+    while the relative gap exceeds ``raise_gap``.
+
+    Parameters
+    ----------
+    delta : Tensor (0-dim) or None
+    residual_sq : Tensor
+        :math:`\|X - UV\|_F^2` (twice the Frobenius objective).
+    gap_sq, gap : Tensor
+        From :func:`atom_gap`.
+
+    References
+    ----------
+    J. E. Cohen and N. Gillis, "Dictionary-based tensor canonical polyadic decomposition",
+    IEEE Trans. Signal Processing 66(7), 2018.
+    """
+    if delta is None:
+        return factor * residual_sq / gap_sq.clamp_min(torch.finfo(gap_sq.dtype).eps)
+    return torch.where(gap > raise_gap, delta * growth, delta)

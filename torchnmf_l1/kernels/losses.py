@@ -1,13 +1,17 @@
-r"""Loss functions of X (m x n) against its reconstruction WH, for dense and sparse X.
+r"""Loss functions of X against its reconstruction WH, for dense and sparse X, single or batched.
 
-All losses return a 0-dim tensor on X's device. For a sparse X, pass its support
-(``rows, cols`` from :func:`~torchnmf_l1.kernels.support_indices` and ``values``
-from :func:`~torchnmf_l1.kernels.sparse_values`) to avoid recomputing it; WH is then
-only evaluated on the support, and sums of WH over the zeros of X are obtained
+Every loss returns a 0-dim tensor for one problem, or a (B,) tensor with the loss of each
+problem of a batch (layouts in :mod:`torchnmf_l1.kernels.products`), on X's device. For a
+sparse X, pass its :class:`~torchnmf_l1.kernels.products.Support` to avoid recomputing it;
+WH is then only evaluated on the support, and sums of WH over the zeros of X are obtained
 from column and row sums:
 
 .. math::  \sum_{ij} (WH)_{ij} = \mathbf{1}^T W H \mathbf{1},\qquad
            \sum_{ij} (WH)_{ij}^2 = \langle W^T W, H H^T \rangle .
+
+Dense batches are evaluated a few problems at a time, so that at most about
+``_BLOCK_ELEMENTS`` entries of WH exist at once (``B m n`` never, for replicates of a
+shared X).
 
 References
 ----------
@@ -19,11 +23,12 @@ N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .products import gram, is_sparse, sparse_values, support_indices, wh_on_support
+from .products import Support, chunk_size, gram, is_sparse, problem_sums, sparse_values, support_indices, wh_on_support
 
 __all__ = [
     "frobenius_loss",
@@ -33,35 +38,61 @@ __all__ = [
     "l1_loss",
     "weighted_l1_loss",
     "relative_error",
+    "dense_in_chunks",
 ]
 
-# Columns of WH materialised at once for the general beta-divergence on sparse X.
+# Entries of WH materialised at once by the dense losses of a batch, and by the general
+# beta-divergence on sparse X.
 _BLOCK_ELEMENTS = 1 << 24
 
 
-def _support(X: Tensor, support):
+def _support(X: Tensor, support) -> Support:
     if support is not None:
         return support
     rows, cols = support_indices(X)
-    return rows, cols, sparse_values(X)
+    return Support(rows, cols, sparse_values(X))
 
 
 def _sum_wh(W: Tensor, H: Tensor) -> Tensor:
-    return W.sum(dim=0) @ H.sum(dim=1)
+    """sum(WH) per problem: (W^T 1) . (H 1)."""
+    return (W.sum(dim=-2) * H.sum(dim=-1)).sum(dim=-1)
 
 
-def frobenius_loss(X: Tensor, W: Tensor, H: Tensor, support=None) -> Tensor:
-    r"""Half the squared Frobenius norm :math:`\tfrac12 \|X - WH\|_F^2`.
+def dense_in_chunks(fn: Callable[[Tensor, Tensor, Tensor], Tensor], X: Tensor, W: Tensor, H: Tensor) -> Tensor:
+    """``fn(X_c, W_c, H_c)`` over chunks of a batch, concatenated: (B,); ``fn(X, W, H)`` for one problem.
+
+    ``fn`` reduces each problem's m x n entries to one number; X is (B, m, n) or an
+    (m, n) shared by all problems. At most ``_BLOCK_ELEMENTS`` entries per chunk.
+    """
+    if W.dim() == 2:
+        return fn(X, W, H)
+    B, m, n = W.shape[0], W.shape[1], H.shape[-1]
+    step = chunk_size(B, m * n, _BLOCK_ELEMENTS)
+    if step >= B:
+        return fn(X, W, H)
+    parts = [fn(X if X.dim() == 2 else X[s : s + step], W[s : s + step], H[s : s + step]) for s in range(0, B, step)]
+    return torch.cat(parts)
+
+
+def _residual(X: Tensor, W: Tensor, H: Tensor) -> Tensor:
+    """X - WH in one fused product."""
+    if W.dim() == 2:
+        return torch.addmm(X, W, H, alpha=-1)
+    return torch.baddbmm(X.expand(W.shape[0], -1, -1) if X.dim() == 2 else X, W, H, alpha=-1)
+
+
+def frobenius_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
+    r"""Half the squared Frobenius norm :math:`\tfrac12 \|X - WH\|_F^2` (per problem).
 
     For sparse X the residual is summed exactly on the support and the zeros add
     :math:`\tfrac12(\langle W^TW, HH^T\rangle - \sum_{\Omega} (WH)^2)`.
     """
     if not is_sparse(X):
-        return 0.5 * torch.sum((X - W @ H) ** 2)
-    rows, cols, values = _support(X, support)
-    wh = wh_on_support(W, H, rows, cols)
-    on_support = torch.sum((values - wh) ** 2)
-    off_support = torch.sum(gram(W) * gram(H, transpose=True)) - torch.sum(wh * wh)
+        return dense_in_chunks(lambda x, w, h: 0.5 * _residual(x, w, h).square().sum(dim=(-2, -1)), X, W, H)
+    s = _support(X, support)
+    wh = wh_on_support(W, H, s.rows, s.cols)
+    on_support = problem_sums((s.values - wh).square(), s.offsets)
+    off_support = (gram(W) * gram(H, transpose=True)).sum(dim=(-2, -1)) - problem_sums(wh.square(), s.offsets)
     return 0.5 * (on_support + off_support.clamp_min(0))
 
 
@@ -70,35 +101,56 @@ def _xlogx_over_y(x: Tensor, y: Tensor) -> Tensor:
     return torch.where(x > 0, x * (torch.log(x.clamp_min(torch.finfo(x.dtype).tiny)) - torch.log(y)), 0.0)
 
 
-def kl_divergence(X: Tensor, W: Tensor, H: Tensor, support=None) -> Tensor:
+def kl_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Generalised Kullback-Leibler divergence
     :math:`\sum_{ij} X_{ij}\log\frac{X_{ij}}{(WH)_{ij}} - X_{ij} + (WH)_{ij}` (beta = 1)."""
     eps = torch.finfo(W.dtype).eps
     if not is_sparse(X):
-        WH = (W @ H).clamp_min(eps)
-        return torch.sum(_xlogx_over_y(X, WH) - X + WH)
-    rows, cols, values = _support(X, support)
-    wh = wh_on_support(W, H, rows, cols).clamp_min(eps)
-    return torch.sum(_xlogx_over_y(values, wh) - values) + _sum_wh(W, H)
+
+        def kl(x, w, h):
+            WH = (w @ h).clamp_min(eps)
+            return (_xlogx_over_y(x, WH) - x + WH).sum(dim=(-2, -1))
+
+        return dense_in_chunks(kl, X, W, H)
+    s = _support(X, support)
+    wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+    return problem_sums(_xlogx_over_y(s.values, wh) - s.values, s.offsets) + _sum_wh(W, H)
 
 
-def is_divergence(X: Tensor, W: Tensor, H: Tensor, support=None) -> Tensor:
+def _entries(X: Tensor, W: Tensor, offsets) -> int:
+    """m n: the number of entries of each problem."""
+    if offsets is None:
+        return X.shape[0] * X.shape[1]
+    B = offsets.numel() - 1
+    return (X.shape[0] // B) * (X.shape[1] // B)
+
+
+def _dense_support(s: Support, X: Tensor, W: Tensor) -> Tensor:
+    """True per problem where the support covers every entry (no zeros)."""
+    count = problem_sums(torch.ones_like(s.values), s.offsets)
+    return count >= _entries(X, W, s.offsets)
+
+
+def is_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Itakura-Saito divergence :math:`\sum_{ij} \frac{X_{ij}}{(WH)_{ij}} - \log\frac{X_{ij}}{(WH)_{ij}} - 1`
     (beta = 0). Infinite where X has zeros; callers reject such data."""
     eps = torch.finfo(W.dtype).eps
     if is_sparse(X):
-        rows, cols, values = _support(X, support)
-        if values.numel() < X.shape[0] * X.shape[1]:
-            return values.new_tensor(math.inf)
-        wh = wh_on_support(W, H, rows, cols).clamp_min(eps)
-        ratio = values / wh
-        return torch.sum(ratio - torch.log(ratio) - 1)
-    ratio = X / (W @ H).clamp_min(eps)
-    return torch.sum(ratio - torch.log(ratio) - 1)
+        s = _support(X, support)
+        wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+        ratio = s.values / wh
+        value = problem_sums(ratio - torch.log(ratio) - 1, s.offsets)
+        return torch.where(_dense_support(s, X, W), value, math.inf)
+
+    def is_(x, w, h):
+        ratio = x / (w @ h).clamp_min(eps)
+        return (ratio - torch.log(ratio) - 1).sum(dim=(-2, -1))
+
+    return dense_in_chunks(is_, X, W, H)
 
 
-def beta_divergence(X: Tensor, W: Tensor, H: Tensor, beta: float, support=None) -> Tensor:
-    r"""Beta-divergence :math:`D_\beta(X \mid WH)` summed over all entries.
+def beta_divergence(X: Tensor, W: Tensor, H: Tensor, beta: float, support: Support | None = None) -> Tensor:
+    r"""Beta-divergence :math:`D_\beta(X \mid WH)` summed over all entries (per problem).
 
     .. math:: d_\beta(x \mid y) = \frac{x^\beta + (\beta-1) y^\beta - \beta x y^{\beta-1}}{\beta(\beta-1)}
 
@@ -116,23 +168,35 @@ def beta_divergence(X: Tensor, W: Tensor, H: Tensor, beta: float, support=None) 
     eps = torch.finfo(W.dtype).eps
     scale = 1.0 / (beta * (beta - 1.0))
     if not is_sparse(X):
-        WH = (W @ H).clamp_min(eps)
-        return scale * torch.sum(X**beta + (beta - 1.0) * WH**beta - beta * X * WH ** (beta - 1.0))
-    rows, cols, values = _support(X, support)
-    if beta < 0 and values.numel() < X.shape[0] * X.shape[1]:
-        return values.new_tensor(math.inf)
-    wh = wh_on_support(W, H, rows, cols).clamp_min(eps)
-    on_support = torch.sum(values**beta - beta * values * wh ** (beta - 1.0))
-    m, n = X.shape
-    block = max(1, _BLOCK_ELEMENTS // max(m, 1))
-    total_wh_beta = W.new_zeros(())
+
+        def beta_(x, w, h):
+            WH = (w @ h).clamp_min(eps)
+            return (x**beta + (beta - 1.0) * WH**beta - beta * x * WH ** (beta - 1.0)).sum(dim=(-2, -1))
+
+        return scale * dense_in_chunks(beta_, X, W, H)
+    s = _support(X, support)
+    wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+    on_support = problem_sums(s.values**beta - beta * s.values * wh ** (beta - 1.0), s.offsets)
+    total_wh_beta = _sum_dense_power(W, H, beta, eps)
+    value = scale * (on_support + (beta - 1.0) * total_wh_beta)
+    if beta < 0:
+        value = torch.where(_dense_support(s, X, W), value, math.inf)
+    return value
+
+
+def _sum_dense_power(W: Tensor, H: Tensor, power: float, eps: float) -> Tensor:
+    """sum over all entries of (WH)^power per problem, one block of columns at a time."""
+    m, n = W.shape[-2], H.shape[-1]
+    B = W.shape[0] if W.dim() == 3 else 1
+    block = chunk_size(n, m * B, _BLOCK_ELEMENTS)
+    total = W.new_zeros(W.shape[:-2])
     for start in range(0, n, block):
-        total_wh_beta = total_wh_beta + torch.sum((W @ H[:, start : start + block]).clamp_min(eps) ** beta)
-    return scale * (on_support + (beta - 1.0) * total_wh_beta)
+        total = total + ((W @ H[..., start : start + block]).clamp_min(eps) ** power).sum(dim=(-2, -1))
+    return total
 
 
-def weighted_l1_loss(X: Tensor, W: Tensor, H: Tensor, zero_weight: float = 1.0, support=None) -> Tensor:
-    r"""Weighted component-wise L1 loss
+def weighted_l1_loss(X: Tensor, W: Tensor, H: Tensor, zero_weight: float = 1.0, support: Support | None = None) -> Tensor:
+    r"""Weighted component-wise L1 loss (per problem)
 
     .. math:: \sum_{(i,j)\in\Omega} |X_{ij} - (WH)_{ij}| + \lambda \sum_{(i,j)\notin\Omega} (WH)_{ij}
 
@@ -140,22 +204,28 @@ def weighted_l1_loss(X: Tensor, W: Tensor, H: Tensor, zero_weight: float = 1.0, 
     is ``zero_weight`` (1 gives the plain L1 loss, since WH >= 0).
     """
     if not is_sparse(X):
-        WH = W @ H
-        nonzero = X != 0
-        return torch.sum(torch.where(nonzero, (X - WH).abs(), zero_weight * WH))
-    rows, cols, values = _support(X, support)
-    wh = wh_on_support(W, H, rows, cols)
-    stored_nonzero = values != 0
-    on_support = torch.sum(torch.where(stored_nonzero, (values - wh).abs(), zero_weight * wh))
-    return on_support + zero_weight * (_sum_wh(W, H) - wh.sum())
+
+        def wl1(x, w, h):
+            WH = w @ h
+            return torch.where(x != 0, (x - WH).abs(), zero_weight * WH).sum(dim=(-2, -1))
+
+        return dense_in_chunks(wl1, X, W, H)
+    s = _support(X, support)
+    wh = wh_on_support(W, H, s.rows, s.cols)
+    on_support = problem_sums(torch.where(s.values != 0, (s.values - wh).abs(), zero_weight * wh), s.offsets)
+    return on_support + zero_weight * (_sum_wh(W, H) - problem_sums(wh, s.offsets))
 
 
-def l1_loss(X: Tensor, W: Tensor, H: Tensor, support=None) -> Tensor:
+def l1_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Component-wise L1 loss :math:`\sum_{ij} |X_{ij} - (WH)_{ij}|` (for W, H >= 0)."""
     return weighted_l1_loss(X, W, H, 1.0, support)
 
 
-def relative_error(X: Tensor, W: Tensor, H: Tensor, support=None) -> Tensor:
-    r"""Relative Frobenius error :math:`\|X - WH\|_F / \|X\|_F`."""
-    values = _support(X, support)[2] if is_sparse(X) else X
-    return torch.sqrt(2.0 * frobenius_loss(X, W, H, support)) / torch.linalg.vector_norm(values)
+def relative_error(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
+    r"""Relative Frobenius error :math:`\|X - WH\|_F / \|X\|_F` (per problem)."""
+    if is_sparse(X):
+        s = _support(X, support)
+        norm_sq = problem_sums(s.values.square(), s.offsets)
+    else:
+        norm_sq = X.square().sum(dim=(-2, -1))
+    return torch.sqrt(2.0 * frobenius_loss(X, W, H, support) / norm_sq)

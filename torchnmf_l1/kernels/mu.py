@@ -1,4 +1,4 @@
-r"""Multiplicative-update ratios for the beta-divergence, dense or sparse X.
+r"""Multiplicative-update ratios for the beta-divergence, dense or sparse X, single or batched.
 
 For fixed W, the heuristic MU of H for :math:`D_\beta(X \mid WH)` is
 
@@ -11,7 +11,8 @@ on the transposed problem :math:`X^T \approx H^T W^T`.
 
 For sparse X the numerator only needs WH on the support of X; the denominator is
 :math:`W^T W H` for :math:`\beta = 2`, the column sums of W for :math:`\beta = 1`,
-and for other :math:`\beta` is formed one block of columns at a time.
+and for other :math:`\beta` is formed one block of columns at a time. Dense batches are
+processed a few problems at a time (at most ``_BLOCK_ELEMENTS`` entries of WH at once).
 
 References
 ----------
@@ -22,10 +23,12 @@ beta-divergence", Neural Computation 23(9), 2011.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from .products import gram, is_sparse, wh_on_support, wt_x
+from .products import Support, chunk_size, gram, is_sparse, wh_on_support, wt_x
 
 __all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "sparse_pattern_wt"]
 
@@ -44,12 +47,29 @@ def mu_exponent(beta: float) -> float:
 def sparse_pattern_wt(
     W: Tensor, X: Tensor, values: Tensor, X_t: Tensor | None = None, perm_t: Tensor | None = None
 ) -> Tensor:
-    """``W^T S`` (r x n) where S has the sparsity pattern of CSR X and entries ``values`` (CSR order)."""
-    if X_t is not None and perm_t is not None:
-        S_t = torch.sparse_csr_tensor(X_t.crow_indices(), X_t.col_indices(), values[perm_t], X_t.shape, check_invariants=False)
-    else:
-        S_t = torch.sparse_csr_tensor(X.crow_indices(), X.col_indices(), values, X.shape, check_invariants=False).t().to_sparse_csr()
-    return torch.sparse.mm(S_t, W.contiguous()).transpose(0, 1)
+    """``W^T S`` (r x n, or B x r x n) where S has the sparsity pattern of CSR X and entries ``values`` (CSR order)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        if X_t is not None and perm_t is not None:
+            S_t = torch.sparse_csr_tensor(
+                X_t.crow_indices(), X_t.col_indices(), values[perm_t], X_t.shape, device=X.device, check_invariants=False
+            )
+        else:
+            S_t = torch.sparse_csr_tensor(
+                X.crow_indices(), X.col_indices(), values, X.shape, device=X.device, check_invariants=False
+            ).t().to_sparse_csr()
+    if W.dim() == 2:
+        return torch.sparse.mm(S_t, W.contiguous()).mT
+    B, m, r = W.shape
+    return torch.sparse.mm(S_t, W.reshape(B * m, r)).reshape(B, -1, r).mT
+
+
+def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float, eps: float) -> tuple[Tensor, Tensor]:
+    WH = (W @ H).clamp_min(eps)
+    Wt = W.mT
+    if beta == 1.0:
+        return Wt @ (X / WH), W.sum(dim=-2).unsqueeze(-1).expand_as(H)
+    return Wt @ (WH ** (beta - 2.0) * X), Wt @ WH ** (beta - 1.0)
 
 
 def beta_mu_ratio_terms(
@@ -57,18 +77,19 @@ def beta_mu_ratio_terms(
     W: Tensor,
     H: Tensor,
     beta: float,
-    support=None,
+    support: Support | None = None,
     X_t: Tensor | None = None,
     perm_t: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Numerator and denominator (both r x n) of the MU of H for the beta-divergence.
+    """Numerator and denominator (both r x n, or B x r x n) of the MU of H for the beta-divergence.
 
     Parameters
     ----------
-    X : Tensor, shape (m, n)
-        Dense, or sparse CSR with ``support = (rows, cols, values)`` in CSR order.
-    W : Tensor, shape (m, r)
-    H : Tensor, shape (r, n)
+    X : Tensor
+        Dense (m, n), (B, m, n) or shared by a batch of factors; or sparse CSR (the
+        block-diagonal matrix of a batch) with its ``support`` in CSR order.
+    W : Tensor, shape (m, r) or (B, m, r)
+    H : Tensor, shape (r, n) or (B, r, n)
     beta : float
     X_t, perm_t : Tensor, optional
         CSR copy of X^T and the permutation from X's CSR order to X^T's (see
@@ -78,21 +99,27 @@ def beta_mu_ratio_terms(
     if beta == 2.0:
         return wt_x(W, X, X_t), gram(W) @ H
     if not is_sparse(X):
-        WH = (W @ H).clamp_min(eps)
-        if beta == 1.0:
-            return W.transpose(0, 1) @ (X / WH), W.sum(dim=0)[:, None].expand_as(H)
-        return W.transpose(0, 1) @ (WH ** (beta - 2.0) * X), W.transpose(0, 1) @ WH ** (beta - 1.0)
-    rows, cols, values = support
-    wh = wh_on_support(W, H, rows, cols).clamp_min(eps)
-    ratio_values = values / wh if beta == 1.0 else wh ** (beta - 2.0) * values
+        if W.dim() == 2:
+            return _dense_terms(X, W, H, beta, eps)
+        B, m, n = W.shape[0], W.shape[1], H.shape[-1]
+        step = chunk_size(B, m * n, _BLOCK_ELEMENTS)
+        if step >= B:
+            return _dense_terms(X, W, H, beta, eps)
+        parts = [
+            _dense_terms(X if X.dim() == 2 else X[s : s + step], W[s : s + step], H[s : s + step], beta, eps)
+            for s in range(0, B, step)
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    wh = wh_on_support(W, H, support.rows, support.cols).clamp_min(eps)
+    ratio_values = support.values / wh if beta == 1.0 else wh ** (beta - 2.0) * support.values
     numerator = sparse_pattern_wt(W, X, ratio_values, X_t, perm_t)
     if beta == 1.0:
-        return numerator, W.sum(dim=0)[:, None].expand_as(H)
-    m, n = X.shape
-    block = max(1, _BLOCK_ELEMENTS // max(m, 1))
-    Wt = W.transpose(0, 1)
+        return numerator, W.sum(dim=-2).unsqueeze(-1).expand_as(H)
+    m, n = W.shape[-2], H.shape[-1]
+    block = chunk_size(n, m * (W.shape[0] if W.dim() == 3 else 1), _BLOCK_ELEMENTS)
+    Wt = W.mT
     denominator = torch.cat(
-        [Wt @ (W @ H[:, s : s + block]).clamp_min(eps) ** (beta - 1.0) for s in range(0, n, block)], dim=1
+        [Wt @ (W @ H[..., s : s + block]).clamp_min(eps) ** (beta - 1.0) for s in range(0, n, block)], dim=-1
     )
     return numerator, denominator
 
@@ -104,8 +131,12 @@ def mu_update_(
     gamma: float = 1.0,
     l1: float = 0.0,
     l2: float = 0.0,
+    active: Tensor | None = None,
 ) -> Tensor:
-    """``H *= (numerator / (denominator + l1 + l2 H))^gamma`` in place, with a dtype epsilon."""
+    """``H *= (numerator / (denominator + l1 + l2 H))^gamma`` in place, with a dtype epsilon.
+
+    ``active`` (B,) bool, for a batch: problems where it is False keep their H.
+    """
     eps = torch.finfo(H.dtype).eps
     denominator = denominator + l1 if l1 else denominator
     if l2:
@@ -113,4 +144,6 @@ def mu_update_(
     ratio = numerator.clamp_min(0) / denominator.clamp_min(eps)
     if gamma != 1.0:
         ratio = ratio**gamma
+    if active is not None:
+        ratio = torch.where(active.view(-1, 1, 1), ratio, 1.0)
     return H.mul_(ratio)

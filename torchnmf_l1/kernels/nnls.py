@@ -1,4 +1,4 @@
-r"""Nonnegative least squares by HALS (block coordinate descent over rows).
+r"""Nonnegative least squares by HALS (block coordinate descent over rows), single or batched.
 
 Solves, for fixed W (m x r),
 
@@ -9,9 +9,15 @@ each row is updated in closed form,
 
 .. math:: H_{k,:} \leftarrow \max\Big(0, \frac{A_{k,:} - B_{k,:} H + B_{kk} H_{k,:} - \lambda_1}{B_{kk} + \lambda_2}\Big).
 
-This is the one NNLS routine of the package: HALS for NMF, the H-fit of separable
-NMF, the proximal steps of dictionary NMF and the CP factors all call it (a
-proximal term :math:`\delta\|H - H_0\|^2` is A += delta H_0, B += delta I).
+Every HALS-type update of the package runs through :func:`hals_nnls_`: HALS for NMF, the
+H-fit of separable NMF (:func:`nnls_columns`), the proximal steps of dictionary NMF and
+the CP factors (a proximal term :math:`\delta\|H - H_0\|^2` is A += delta H_0,
+B += delta I). A leading batch dimension (H of shape (B, r, n), A (B, r, n), B (B, r, r))
+solves B problems in the same kernels.
+
+No function here reads the device: the early stop of the repeated sweeps is a
+device-side mask (a problem that has stopped keeps its value while the others sweep on),
+so that an iteration is one stream of kernels (capturable as one graph on a GPU).
 
 References
 ----------
@@ -26,51 +32,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["hals_sweep_", "hals_nnls_"]
+__all__ = ["hals_sweep_", "hals_nnls_", "nnls_columns", "least_squares_start"]
 
 
-class _SweepPlan:
-    """What the row updates reuse across sweeps: row views and the scalars 1 / (B_kk + l2).
+def _scaled(A: Tensor, B: Tensor, l1: float, l2: float) -> tuple[Tensor, Tensor]:
+    """A' = (A - l1) / (B_kk + l2) row-wise and B' = B / (B_kk + l2) with a zero diagonal.
 
-    Row k of the update is ``H_k <- max(0, (A_k - l1 - B'_k H) / (B_kk + l2))`` with B' = B
-    with a zero diagonal. Every per-row operation is a BLAS call (``addmv``) or works on
-    one row, so no large element-wise parallel region runs inside a sweep: those stall
-    when the machine is shared. Reading the r diagonal entries to the host costs one
-    sync per call (as does each stopping test).
+    The row update is then ``H_k <- max(0, A'_k - B'_k H)``: one GEMV (or batched GEMM)
+    and one clamp per row, with no scalar read from the device.
     """
-
-    def __init__(self, H: Tensor, A: Tensor, B: Tensor, l1: float, l2: float, track_change: bool):
-        tiny = torch.finfo(B.dtype).tiny
-        self.inverse = [1.0 / max(d + l2, tiny) for d in torch.diagonal(B).tolist()]
-        self.l1 = [l1 * inv for inv in self.inverse] if l1 else None
-        B_off = B.clone()
-        B_off.diagonal().zero_()
-        self.A_rows, self.B_rows, self.H_rows = A.unbind(0), B_off.unbind(0), H.unbind(0)
-        self.Ht = H.transpose(0, 1)
-        self.buffer = H.new_empty(H.shape[1])
-        self.diff = H.new_empty(H.shape) if track_change else None
-        self.ones = H.new_ones(H.shape[1])
+    diagonal = torch.diagonal(B, dim1=-2, dim2=-1)
+    denominator = (diagonal + l2) if l2 else diagonal
+    inverse = denominator.clamp_min(torch.finfo(B.dtype).tiny).reciprocal().unsqueeze(-1)
+    A_scaled = (A - l1) * inverse if l1 else A * inverse
+    B_scaled = B * inverse
+    torch.diagonal(B_scaled, dim1=-2, dim2=-1).zero_()
+    return A_scaled, B_scaled
 
 
-def _sweep_(H: Tensor, plan: _SweepPlan, keep_rows_positive: bool) -> Tensor | None:
-    buffer, diff = plan.buffer, plan.diff
-    for k, (inverse, H_row) in enumerate(zip(plan.inverse, plan.H_rows)):
-        torch.addmv(plan.A_rows[k], plan.Ht, plan.B_rows[k], beta=inverse, alpha=-inverse, out=buffer)
-        if plan.l1 is not None:
-            buffer.sub_(plan.l1[k])
-        buffer.clamp_(min=0)
-        if diff is not None:
-            torch.sub(H_row, buffer, out=diff[k])
-        H_row.copy_(buffer)
-    change = None
-    if diff is not None:
-        flat = diff.view(-1)
-        change = torch.dot(flat, flat)
-    if keep_rows_positive:
-        row_sums = torch.mv(H, plan.ones)
-        floor = 1e-16 * row_sums.max() / H.shape[1]
-        H.addr_((row_sums <= 0).to(H.dtype) * floor, plan.ones)
-    return change
+def _sweep_rows_(H: Tensor, A: Tensor, B: Tensor, buffer: Tensor) -> None:
+    """One pass over the rows of H (in place) with the scaled statistics of :func:`_scaled`."""
+    if H.dim() == 2:
+        Ht = H.mT
+        for k in range(H.shape[0]):
+            torch.addmv(A[k], Ht, B[k], alpha=-1, out=buffer)
+            torch.clamp_min(buffer, 0, out=H[k])
+        return
+    for k in range(H.shape[1]):
+        torch.baddbmm(A[:, k : k + 1], B[:, k : k + 1], H, alpha=-1, out=buffer)
+        torch.clamp_min(buffer, 0, out=H[:, k : k + 1])
+
+
+def _revive_zero_rows_(H: Tensor) -> None:
+    """Replace a row that became exactly zero by ``1e-16 max_k(sum_j H_kj) / n`` (Gillis and Glineur)."""
+    row_sums = H.sum(dim=-1, keepdim=True)
+    floor = row_sums.amax(dim=-2, keepdim=True) * (1e-16 / H.shape[-1])
+    H.add_((row_sums <= 0) * floor)
+
+
+def _batch_view(mask: Tensor, H: Tensor) -> Tensor:
+    return mask.view(-1, 1, 1) if H.dim() == 3 else mask.view(())
 
 
 def hals_sweep_(
@@ -81,15 +82,15 @@ def hals_sweep_(
     l2: float = 0.0,
     keep_rows_positive: bool = False,
 ) -> Tensor:
-    """One HALS sweep over the rows of H (r x n), in place.
+    """One HALS sweep over the rows of H (r x n, or B x r x n), in place.
 
     Parameters
     ----------
-    H : Tensor, shape (r, n)
-        Updated in place (it may be a transposed view, e.g. ``W.T``).
-    A : Tensor, shape (r, n)
+    H : Tensor, shape (r, n) or (B, r, n)
+        Updated in place (it may be a transposed view, e.g. ``W.mT``).
+    A : Tensor, shape like H
         ``W^T X``.
-    B : Tensor, shape (r, r)
+    B : Tensor, shape (r, r) or (B, r, r)
         ``W^T W``.
     l1, l2 : float
         L1 and squared-L2 penalty weights.
@@ -101,9 +102,18 @@ def hals_sweep_(
     Returns
     -------
     Tensor
-        0-dim squared Frobenius norm of the change of H (no host sync).
+        Squared Frobenius norm of the change of H: 0-dim, or (B,) (no host sync).
     """
-    return _sweep_(H, _SweepPlan(H, A, B, l1, l2, True), keep_rows_positive)
+    previous = H.clone()
+    A_scaled, B_scaled = _scaled(A, B, l1, l2)
+    _sweep_rows_(H, A_scaled, B_scaled, _row_buffer(H))
+    if keep_rows_positive:
+        _revive_zero_rows_(H)
+    return (H - previous).square().sum(dim=(-2, -1))
+
+
+def _row_buffer(H: Tensor) -> Tensor:
+    return H.new_empty(H.shape[-1]) if H.dim() == 2 else H.new_empty(H.shape[0], 1, H.shape[-1])
 
 
 def hals_nnls_(
@@ -116,29 +126,86 @@ def hals_nnls_(
     l1: float = 0.0,
     l2: float = 0.0,
     keep_rows_positive: bool = False,
-) -> int:
+    active: Tensor | None = None,
+) -> None:
     """Repeated HALS sweeps on H (warm start), in place, until the change is small.
 
-    Stops after sweep l when ``||H_l - H_{l-1}||_F <= delta ||H_1 - H_0||_F`` or after
-    ``max_sweeps`` sweeps. Each stopping test is one host sync; ``delta=0`` runs
-    exactly ``max_sweeps`` sweeps with none. H may be a transposed view (``W.T``).
+    A problem stops after sweep l when ``||H_l - H_{l-1}||_F <= delta ||H_1 - H_0||_F``
+    (or when its first change is 0), or after ``max_sweeps`` sweeps. The rule is kept on
+    the device: every sweep runs, and a problem that has stopped keeps its H (a masked
+    write), so nothing is read back; ``delta=0`` runs exactly ``max_sweeps`` sweeps with
+    no bookkeeping at all.
+
+    Parameters
+    ----------
+    H : Tensor, shape (r, n) or (B, r, n)
+        Updated in place; may be a transposed view (``W.mT``).
+    A, B :
+        ``W^T X`` (like H) and ``W^T W`` ((r, r) or (B, r, r)).
+    max_sweeps, delta :
+        The stopping rule above.
+    l1, l2 : float
+        Penalty weights.
+    keep_rows_positive : bool
+        See :func:`hals_sweep_`.
+    active : Tensor of bool, shape () or (B,), optional
+        Problems to update; the others keep H unchanged (a converged problem of a batch).
+    """
+    A_scaled, B_scaled = _scaled(A, B, l1, l2)
+    buffer = _row_buffer(H)
+    track = delta > 0 and max_sweeps > 1
+    threshold = delta * delta
+    go = active
+    first = None
+    for _ in range(max_sweeps):
+        previous = H.clone() if (track or go is not None) else None
+        _sweep_rows_(H, A_scaled, B_scaled, buffer)
+        if keep_rows_positive:
+            _revive_zero_rows_(H)
+        if go is not None:
+            H.copy_(torch.where(_batch_view(go, H), H, previous))
+        if not track:
+            continue
+        change = (H - previous).square().sum(dim=(-2, -1))
+        if first is None:
+            first = change
+            keep_going = change > 0
+        else:
+            keep_going = change > threshold * first
+        go = keep_going if go is None else go & keep_going
+
+
+def nnls_columns(
+    X: Tensor,
+    W: Tensor,
+    H0: Tensor | None = None,
+    *,
+    max_sweeps: int = 500,
+    delta: float = 1e-6,
+) -> Tensor:
+    r"""The NNLS weights of every column of X on the columns W: :math:`\arg\min_{H \ge 0}\|X - WH\|_F`.
+
+    Warm-started HALS (:func:`hals_nnls_`) from ``H0`` (zeros when None). The H-fit of
+    separable NMF (W = X(:, K)), of dictionary NMF (W = D(:, K)) and of XRAY's steps.
+
+    Parameters
+    ----------
+    X : Tensor, shape (m, n)
+    W : Tensor, shape (m, r)
+    H0 : Tensor, shape (r, n), optional
 
     Returns
     -------
-    int
-        Number of sweeps performed.
+    Tensor, shape (r, n), new.
     """
-    threshold = delta * delta
-    plan = _SweepPlan(H, A, B, l1, l2, track_change=threshold > 0 and max_sweeps > 1)
-    first = None
-    for sweep in range(1, max_sweeps + 1):
-        change = _sweep_(H, plan, keep_rows_positive)
-        if change is None:
-            continue
-        if first is None:
-            first = float(change)
-            if first == 0.0:
-                return sweep
-        elif float(change) <= threshold * first:
-            return sweep
-    return max_sweeps
+    H = X.new_zeros(W.shape[-1], X.shape[-1]) if H0 is None else H0.clamp_min(0)
+    hals_nnls_(H, W.mT @ X, W.mT @ W, max_sweeps=max_sweeps, delta=delta)
+    return H
+
+
+def least_squares_start(W: Tensor, X: Tensor) -> Tensor:
+    """A nonnegative starting point for NNLS: the (ridged) least-squares solution, clipped at 0."""
+    G = W.mT @ W
+    ridge = torch.finfo(W.dtype).eps * torch.diagonal(G).amax()
+    eye = torch.eye(G.shape[-1], device=W.device, dtype=W.dtype)
+    return torch.linalg.solve(G + ridge * eye, W.mT @ X).clamp_min(0)

@@ -1,16 +1,28 @@
-"""Matrix products of the factorization, for dense and torch.sparse (COO, CSR) data.
+"""Matrix products of the factorization, for dense and torch.sparse (CSR) data, single or batched.
 
-Every product that touches X goes through these functions so that a sparse X
-stays sparse: the cost is O(nnz(X) r), never O(m n r), and no dense m x n
-tensor is allocated.
+Every product that touches X goes through these functions so that a sparse X stays
+sparse: the cost is O(nnz(X) r), never O(m n r), and no dense m x n tensor is allocated.
+
+Layouts of a batch of B problems (factors W of shape (B, m, r), H of shape (B, r, n)):
+
+* dense X of shape (B, m, n): one batched GEMM per product;
+* dense X of shape (m, n) shared by every problem (replicates): broadcast;
+* sparse X as one block-diagonal CSR matrix (B m x B n): problem b owns rows
+  b m .. (b+1) m - 1 and columns b n .. (b+1) n - 1, and a product is one sparse GEMM
+  with the factors stacked, e.g. ``W^T X`` = ``(X^T W_stacked)^T`` reshaped.
+
+A single problem is the same with W (m, r), H (r, n).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "Support",
     "is_sparse",
     "gram",
     "x_ht",
@@ -20,13 +32,28 @@ __all__ = [
     "wh_on_support",
     "frobenius_norm_sq",
     "data_sum",
+    "problem_sums",
+    "chunk_size",
 ]
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 
 # Upper bound on the number of elements of the (nnz x r) temporaries built by
-# ``wh_on_support``; larger supports are processed in chunks.
-_CHUNK_ELEMENTS = 1 << 24
+# ``wh_on_support`` (and of the dense blocks of other kernels); larger work is chunked.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+class Support(NamedTuple):
+    """The stored entries of a sparse X in CSR order: ``values[k] = X[rows[k], cols[k]]``.
+
+    ``offsets`` (int64, B + 1) delimits the entries of each problem of a block-diagonal
+    batch (the CSR order keeps a problem's entries contiguous); None for one problem.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    values: Tensor
+    offsets: Tensor | None = None
 
 
 def is_sparse(X: Tensor) -> bool:
@@ -34,34 +61,56 @@ def is_sparse(X: Tensor) -> bool:
     return X.layout in _SPARSE_LAYOUTS
 
 
+def chunk_size(total: int, width: int, budget: int = _CHUNK_ELEMENTS) -> int:
+    """How many of ``total`` items of ``width`` elements each fit in ``budget`` elements (>= 1)."""
+    return max(1, min(total, budget // max(width, 1)))
+
+
 def gram(A: Tensor, transpose: bool = False) -> Tensor:
-    """Gram matrix ``A^T A`` (``transpose=False``) or ``A A^T`` (``transpose=True``).
+    """Gram matrix ``A^T A`` (``transpose=False``) or ``A A^T`` (``transpose=True``), batched over leading dims.
 
     ``gram(W)`` is W^T W (r x r) and ``gram(H, transpose=True)`` is H H^T (r x r).
     """
-    return A @ A.transpose(0, 1) if transpose else A.transpose(0, 1) @ A
+    return A @ A.mT if transpose else A.mT @ A
 
 
-def x_ht(X: Tensor, H: Tensor) -> Tensor:
-    """``X H^T`` (m x r) for dense or sparse X (m x n) and dense H (r x n)."""
+def _stacked(F: Tensor) -> Tensor:
+    """(B, k, r) -> (B k, r): the factors of a block-diagonal batch, one above the other."""
+    return F.reshape(-1, F.shape[-1])
+
+
+def x_ht(X: Tensor, H: Tensor, X_t: Tensor | None = None) -> Tensor:
+    """``X H^T`` (m x r, or B x m x r) for dense or sparse X and dense H (r x n, or B x r x n).
+
+    ``X_t`` is unused (the CSR of X is already the fast row-major path); it keeps the
+    signature symmetric with :func:`wt_x`.
+    """
     if is_sparse(X):
-        return torch.sparse.mm(X, H.transpose(0, 1).contiguous())
-    return X @ H.transpose(0, 1)
+        if H.dim() == 2:
+            return torch.sparse.mm(X, H.mT.contiguous())
+        B, r, n = H.shape
+        out = torch.sparse.mm(X, _stacked(H.mT))  # (B m, r)
+        return out.reshape(B, -1, r)
+    return X @ H.mT
 
 
 def wt_x(W: Tensor, X: Tensor, X_t: Tensor | None = None) -> Tensor:
-    """``W^T X`` (r x n) for dense W (m x r) and dense or sparse X (m x n).
+    """``W^T X`` (r x n, or B x r x n) for dense W (m x r, or B x m x r) and dense or sparse X.
 
     Parameters
     ----------
     X_t : Tensor, optional
-        A sparse copy of ``X^T`` in CSR layout; when given, the product is taken
-        as ``(X^T W)^T`` from it, which is the fast row-major path on CPU and CUDA.
+        A sparse copy of ``X^T`` in CSR layout; when given, the product is taken as
+        ``(X^T W)^T`` from it, which is the fast row-major path on CPU and CUDA.
     """
     if is_sparse(X):
         Xt = X_t if X_t is not None else X.transpose(0, 1)
-        return torch.sparse.mm(Xt, W.contiguous()).transpose(0, 1)
-    return W.transpose(0, 1) @ X
+        if W.dim() == 2:
+            return torch.sparse.mm(Xt, W.contiguous()).mT
+        B, m, r = W.shape
+        out = torch.sparse.mm(Xt, _stacked(W))  # (B n, r)
+        return out.reshape(B, -1, r).mT
+    return W.mT @ X
 
 
 def support_indices(X: Tensor) -> tuple[Tensor, Tensor]:
@@ -73,12 +122,16 @@ def support_indices(X: Tensor) -> tuple[Tensor, Tensor]:
     if X.layout == torch.sparse_csr:
         crow = X.crow_indices()
         counts = crow[1:] - crow[:-1]
-        rows = torch.repeat_interleave(torch.arange(X.shape[0], device=X.device), counts)
+        rows = torch.repeat_interleave(
+            torch.arange(X.shape[0], device=X.device), counts, output_size=X.col_indices().numel()
+        )
         return rows, X.col_indices().long()
     if X.layout == torch.sparse_csc:
         ccol = X.ccol_indices()
         counts = ccol[1:] - ccol[:-1]
-        cols = torch.repeat_interleave(torch.arange(X.shape[1], device=X.device), counts)
+        cols = torch.repeat_interleave(
+            torch.arange(X.shape[1], device=X.device), counts, output_size=X.row_indices().numel()
+        )
         return X.row_indices().long(), cols
     if X.layout == torch.sparse_coo:
         idx = X.coalesce().indices() if not X.is_coalesced() else X.indices()
@@ -96,25 +149,34 @@ def sparse_values(X: Tensor) -> Tensor:
 def wh_on_support(W: Tensor, H: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """Entries ``(WH)[rows[k], cols[k]]`` for each k, without forming WH.
 
-    Cost O(len(rows) r); temporaries are bounded by chunking.
+    Cost O(len(rows) r); the (chunk x r) temporaries are bounded by chunking.
 
     Parameters
     ----------
-    W : Tensor, shape (m, r)
-    H : Tensor, shape (r, n)
+    W : Tensor, shape (m, r) or (B, m, r)
+    H : Tensor, shape (r, n) or (B, r, n)
     rows, cols : Tensor of int64, shape (nnz,)
+        Indices into X, or into the block-diagonal X of a batch (rows < B m, cols < B n).
     """
-    r = W.shape[1]
+    r = W.shape[-1]
+    Wf = _stacked(W) if W.dim() == 3 else W
+    Ht = _stacked(H.mT) if H.dim() == 3 else H.mT
     nnz = rows.shape[0]
-    Ht = H.transpose(0, 1)
-    chunk = max(1, _CHUNK_ELEMENTS // max(r, 1))
+    chunk = chunk_size(nnz, r)
     if nnz <= chunk:
-        return (W[rows] * Ht[cols]).sum(dim=1)
-    out = W.new_empty(nnz)
+        return (Wf[rows] * Ht[cols]).sum(dim=1)
+    out = Wf.new_empty(nnz)
     for start in range(0, nnz, chunk):
         stop = min(start + chunk, nnz)
-        out[start:stop] = (W[rows[start:stop]] * Ht[cols[start:stop]]).sum(dim=1)
+        torch.sum(Wf[rows[start:stop]] * Ht[cols[start:stop]], dim=1, out=out[start:stop])
     return out
+
+
+def problem_sums(values: Tensor, offsets: Tensor | None) -> Tensor:
+    """Sum of ``values`` per problem (``offsets`` of a batch) as (B,), or in all as 0-dim."""
+    if offsets is None:
+        return values.sum()
+    return torch.segment_reduce(values, "sum", offsets=offsets) if values.numel() else values.new_zeros(offsets.numel() - 1)
 
 
 def frobenius_norm_sq(X: Tensor) -> Tensor:
@@ -123,6 +185,8 @@ def frobenius_norm_sq(X: Tensor) -> Tensor:
     return (values * values).sum()
 
 
-def data_sum(X: Tensor) -> Tensor:
-    """Sum of the entries of dense or sparse X, as a 0-dim tensor."""
-    return sparse_values(X).sum() if is_sparse(X) else X.sum()
+def data_sum(X: Tensor, offsets: Tensor | None = None) -> Tensor:
+    """Sum of the entries of X: 0-dim, or (B,) for a batch (dense (B, m, n), or sparse with ``offsets``)."""
+    if is_sparse(X):
+        return problem_sums(sparse_values(X), offsets)
+    return X.sum(dim=(-2, -1))

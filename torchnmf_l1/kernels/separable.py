@@ -16,6 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .momentum import MomentumState, accelerated_update
+from .nnls import nnls_columns
+
 __all__ = ["spa", "snpa", "xray", "vca", "project_simplex", "simplex_nnls", "project_omega"]
 
 
@@ -168,45 +171,32 @@ def simplex_nnls(
     # round-off level of the gap (its terms are of the size of ||x_j||^2)
     floor = 10 * r * torch.finfo(X.dtype).eps * half_sq
     top_done = half_sq.new_zeros(())
-    H, b = out, B
-    HG = H @ G
-    f = (H * (0.5 * HG - b)).sum(dim=1)
-    Y, YG = H, HG
-    t = X.new_ones(n)
+    b = B
+    HG = out @ G
+    state = MomentumState(out, HG, out, HG, X.new_ones(n), (out * (0.5 * HG - b)).sum(dim=1))
     for it in range(1, max_iter + 1):
-        Hn = _project_simplex_rows(Y - (YG - b) / L, True)
+        Hn = _project_simplex_rows(state.y - (state.ay - b) / L, True)
         HnG = Hn @ G
-        fn = (Hn * (0.5 * HnG - b)).sum(dim=1)
-        rise = fn > f
-        keep = rise.unsqueeze(1)
-        t_next = 0.5 * (1 + torch.sqrt(1 + 4 * t * t))
-        beta = torch.where(rise, torch.zeros_like(t), (t - 1) / t_next).unsqueeze(1)
-        H_new = torch.where(keep, H, Hn)
-        HG_new = torch.where(keep, HG, HnG)
-        Y = H_new + beta * (H_new - H)
-        YG = HG_new + beta * (HG_new - HG)
-        t = torch.where(rise, torch.ones_like(t), t_next)
-        f = torch.where(rise, f, fn)
+        state = accelerated_update(state, Hn, HnG, (Hn * (0.5 * HnG - b)).sum(dim=1))
         last = it == max_iter
         if tol > 0 and it % check_every == 0 and not last:
             # Frank-Wolfe gap of the kept iterate: an upper bound on f_j(H_j) - min f_j, so on
             # the error of the squared residual ||x_j - W h_j||^2 = 2 f_j + ||x_j||^2 (over 2)
-            g = HG_new - b
-            gap = (g * H_new).sum(dim=1) - g.amin(dim=1).clamp_max(0)
+            g = state.ax - b
+            gap = (g * state.x).sum(dim=1) - g.amin(dim=1).clamp_max(0)
             # lower bounds of the optimal half squared residuals; their max bounds the largest
-            low = f + half_sq[active] - gap
+            low = state.f + half_sq[active] - gap
             top = torch.maximum(low.max(), top_done)
             done = gap <= torch.maximum(tol * top, floor[active])
             if bool(done.any()):
-                out.index_copy_(0, active.masked_select(done), H_new[done])
+                out.index_copy_(0, active.masked_select(done), state.x[done])
                 top_done = torch.maximum(top_done, low[done].max())
                 go = ~done
                 if not bool(go.any()):
                     return out.transpose(0, 1)
                 active, b = active[go], b[go]
-                H_new, HG_new, Y, YG, t, f = H_new[go], HG_new[go], Y[go], YG[go], t[go], f[go]
-        H, HG = H_new, HG_new
-    out.index_copy_(0, active, H)
+                state = MomentumState(*(t[go] for t in state))
+    out.index_copy_(0, active, state.x)
     return out.transpose(0, 1)
 
 
@@ -255,7 +245,7 @@ def xray(X: Tensor, rank: int, *, max_sweeps: int = 500, delta: float = 1e-6) ->
     At step k, take the column i of largest residual norm, select
     :math:`j = \arg\max_{j \notin K} R_{:,i}^T X_{:,j} / (\mathbf{1}^T X_{:,j})`, and refit
     :math:`H = \arg\min_{H \ge 0} \|X - X(:,K)H\|_F` with the shared HALS NNLS
-    (:func:`~torchnmf_l1.kernels.hals_nnls_`, warm-started).
+    (:func:`~torchnmf_l1.kernels.nnls_columns`, warm-started).
 
     Returns
     -------
@@ -267,8 +257,6 @@ def xray(X: Tensor, rank: int, *, max_sweeps: int = 500, delta: float = 1e-6) ->
     A. Kumar, V. Sindhwani and P. Kambadur, "Fast conical hull algorithms for
     near-separable non-negative matrix factorization", ICML 2013.
     """
-    from .nnls import hals_nnls_
-
     m, n = X.shape
     if rank > min(m, n):
         raise ValueError(f"rank must be <= min(m, n) = {min(m, n)}, got {rank}")
@@ -286,8 +274,7 @@ def xray(X: Tensor, rank: int, *, max_sweeps: int = 500, delta: float = 1e-6) ->
             score.index_fill_(0, torch.stack(picks), -torch.inf)
         picks.append(torch.argmax(score))
         W = X.index_select(1, torch.stack(picks))
-        H = torch.cat([H, X.new_zeros(1, n)])
-        hals_nnls_(H, W.transpose(0, 1) @ X, W.transpose(0, 1) @ W, max_sweeps=max_sweeps, delta=delta)
+        H = nnls_columns(X, W, torch.cat([H, X.new_zeros(1, n)]), max_sweeps=max_sweeps, delta=delta)
         R = X - W @ H
     return torch.stack(picks), H
 

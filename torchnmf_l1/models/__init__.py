@@ -1,9 +1,10 @@
-"""``torch.nn.Module`` models holding nonnegative factors."""
+"""``torch.nn.Module`` models holding nonnegative factors (they look solvers up in the registry)."""
 
 from .cp import DictionaryCP, NonnegativeCP
 from .dictionary import DictionaryNMF
 from .layers import NNLSLayer
 from .nmf import NMF
 from .separable import SeparableNMF
+from .streaming import StreamingNMF
 
-__all__ = ["NMF", "NNLSLayer", "SeparableNMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP"]
+__all__ = ["NMF", "NNLSLayer", "SeparableNMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP", "StreamingNMF"]

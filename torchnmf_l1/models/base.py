@@ -1,20 +1,29 @@
-"""Shared plumbing of the factor models: parameter resizing on ``load_state_dict``."""
+"""Shared plumbing of the factor models: the one fit path, committing factors, state-dict resizing.
+
+Every model's ``fit`` builds its problem and starting state, then calls
+:meth:`FactorModule._run_solver` (a registered solver, looked up by name, through
+:func:`torchnmf_l1.fit.fit_solver`) and commits the solver's output with
+:func:`set_factor_`. Models do no arithmetic of their own and never import a solver module.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["FactorModule", "replace_parameter_", "set_factor_"]
+from ..fit import FitOptions, fit_solver
+from ..registry import get_solver
+
+__all__ = ["FactorModule", "replace_parameter_", "set_factor_", "check_finite_output"]
 
 
-def replace_parameter_(param: nn.Parameter, value: torch.Tensor) -> None:
-    """Give ``param`` the data ``value`` (any shape) without replacing the Parameter object."""
+def replace_parameter_(param: nn.Parameter, value: Tensor) -> None:
+    """Give ``param`` the data ``value`` (any shape and dtype) without replacing the Parameter object."""
     with torch.no_grad():
-        param.data = value.detach().to(device=param.device, dtype=param.dtype).contiguous()
+        param.data = value.detach().to(device=param.device).contiguous()
 
 
-def set_factor_(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def set_factor_(module: nn.Module, name: str, value: Tensor) -> None:
     """Give ``module.<name>`` the value ``value``, through ``right_inverse`` when the tensor is parametrized.
 
     Fixed-point solvers produce the constrained factor; a parametrized factor
@@ -27,8 +36,21 @@ def set_factor_(module: nn.Module, name: str, value: torch.Tensor) -> None:
         original = getattr(module.parametrizations, name).original
         with torch.no_grad():
             setattr(module, name, value.detach().to(device=original.device, dtype=original.dtype).contiguous())
-    else:
+    elif name in module._parameters:
         replace_parameter_(getattr(module, name), value)
+    else:
+        setattr(module, name, value.detach().contiguous())
+
+
+def check_finite_output(output, solver_name: str, message: str) -> None:
+    """Refuse to commit non-finite factors (the model keeps its previous ones)."""
+    for name, value in output.factors.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise FloatingPointError(
+                    f"solver {solver_name!r} produced non-finite {name} ({message}); the model keeps its previous factors"
+                )
 
 
 class FactorModule(nn.Module):
@@ -37,6 +59,23 @@ class FactorModule(nn.Module):
     ``load_state_dict`` resizes the parameters to the loaded tensors, so that a
     state dict round trip works for a model created before its data was seen.
     """
+
+    def _run_solver(self, family: str, solver: str, problem, state, solver_options: dict, fit_options: dict,
+                    owner: str = "fit", wrap=None):
+        """The one fit path: build the registered solver, run the loop, finish; nothing committed yet.
+
+        ``wrap`` (optional) wraps the solver instance, e.g. to write checkpoints.
+        Returns ``(FitResult, SolverOutput)``; raises before anything is committed.
+        """
+        options = FitOptions.from_kwargs(fit_options, owner=f"{type(self).__name__}.{owner}")
+        solver_cls = get_solver(solver, family=family)
+        with torch.no_grad():
+            instance = solver_cls.create(problem, state, **solver_options)
+            if wrap is not None:
+                instance = wrap(instance)
+            result, output = fit_solver(instance, options)
+        check_finite_output(output, solver, result.message)
+        return result, output
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         for name, param in self._parameters.items():
@@ -48,3 +87,4 @@ class FactorModule(nn.Module):
             if buf is not None and key in state_dict and state_dict[key].shape != buf.shape:
                 self._buffers[name] = torch.empty_like(state_dict[key], device=buf.device, dtype=buf.dtype)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+

@@ -7,8 +7,10 @@ r"""Nonnegative CP decomposition (any order) and its dictionary-constrained vari
 with T of shape (I_1, ..., I_N), A_n of shape (I_n, r) and M the mask of observed
 entries. ``DictionaryCP`` further requires the columns of one factor A_c to be atoms
 of a dictionary D (I_c x d): A_c = D(:, K) up to column scaling (moved to the other
-factors). The solvers are registered with ``model="cp"`` and run through tensorly's
-PyTorch backend (selected locally), on CPU or CUDA tensors.
+factors). The solvers are registered in family ``"cp"``; their products are the einsum
+kernels of :mod:`torchnmf_l1.kernels.cp` (CPU or CUDA), tensorly serves the ``"svd"``
+initialisation and the ``CPTensor`` interchange (its PyTorch backend selected locally).
+A batch of B tensors (a (B, I_1, ..., I_N) stack) is fitted as B problems at once.
 
 References
 ----------
@@ -22,42 +24,26 @@ IEEE Trans. Signal Processing 66(7), 2018.
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import check_dtype
-from ..exceptions import ConvergenceWarning, NotFittedError
-from ..fit import FitResult, run_fit
-from ..init import make_generator
+from ..data import check_dtype, prepare_dictionary, prepare_tensor
+from ..exceptions import NotFittedError
+from ..fit import FitResult
+from ..init import initialize_cp, make_generator
 from ..kernels.cp import cp_reconstruct
-from ..registry import get_solver
+from ..problem import CPProblem, CPState
+from ..registry import get_init, get_solver
 from .base import FactorModule
-from .dictionary import _as_dictionary
 
 __all__ = ["NonnegativeCP", "DictionaryCP"]
 
 
-def _as_tensor(T, device, dtype) -> Tensor:
-    if hasattr(T, "tensor") and not isinstance(T, (Tensor, np.ndarray)):  # tensorly Bunch
-        T = T.tensor
-    if not isinstance(T, Tensor):
-        try:
-            T = torch.as_tensor(np.asarray(T))
-        except Exception as exc:  # noqa: BLE001
-            raise TypeError(f"T must be a tensor or an array, got {type(T).__name__}") from exc
-    if T.layout != torch.strided:
-        raise TypeError(f"T must be a dense tensor, got layout {T.layout}")
-    if T.ndim < 2:
-        raise ValueError(f"T must have at least 2 modes, got shape {tuple(T.shape)}")
-    if T.is_complex() or T.dtype == torch.bool:
-        raise TypeError(f"T must be real, got dtype {T.dtype}")
-    if dtype is None:
-        dtype = T.dtype if T.dtype in (torch.float32, torch.float64) else torch.float64
-    return T.to(device=device, dtype=dtype)
+def _as_factor(F, device, dtype) -> Tensor:
+    if not isinstance(F, Tensor):
+        F = torch.from_numpy(np.ascontiguousarray(np.asarray(F)))
+    return F.to(device=device, dtype=dtype)
 
 
 class NonnegativeCP(FactorModule):
@@ -69,16 +55,16 @@ class NonnegativeCP(FactorModule):
     init : {"random", "svd"}
         Uniform random factors scaled to T's norm, or tensorly's nonnegative SVD init.
     solver : str
-        A registered ``model="cp"`` solver (``"hals"``).
+        A registered ``family="cp"`` solver (``"hals"``).
     seed : int, optional
     device, dtype :
         Where the factors live; by default T's device and float dtype.
     **solver_options
-        ``inner_sweeps`` (HALS sweeps per factor and iteration, 5 as in tensorly).
+        ``inner_sweeps`` (HALS sweeps per factor and iteration, 5 as in tensorly), checked now.
 
     Attributes
     ----------
-    factors : ParameterList of N Parameters (I_n x r)
+    factors : ParameterList of N Parameters (I_n x r), or (B, I_n, r) after a batch
     result_ : FitResult
 
     Examples
@@ -98,30 +84,29 @@ class NonnegativeCP(FactorModule):
         super().__init__()
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive integer, got {rank!r}")
-        if init not in ("random", "svd"):
-            raise ValueError(f"init must be 'random' or 'svd', got {init!r}")
-        self.solver_cls = get_solver(solver, model="cp")
-        unknown = sorted(set(solver_options) - set(self.solver_cls.options))
-        if unknown:
-            raise TypeError(f"solver {solver!r} got unexpected option(s) {unknown}; its options are {sorted(self.solver_cls.options)}")
+        get_init(init, family="cp")
+        self.solver = solver.lower()
+        get_solver(self.solver, family="cp").check_options(solver_options)
+        if seed is not None:
+            make_generator(seed, "cpu")
         self.rank = rank
-        self.init = init
+        self.init = init.lower()
         self.seed = seed
         self.device = None if device is None else torch.device(device)
         self.dtype = check_dtype(dtype)
-        self.solver_options = solver_options
+        self.solver_options = dict(solver_options)
         self.factors = nn.ParameterList()
         self.result_: FitResult | None = None
 
     def extra_repr(self) -> str:
-        return f"rank={self.rank}, init={self.init!r}, shape={tuple(F.shape[0] for F in self.factors)}"
+        return f"rank={self.rank}, init={self.init!r}, shape={tuple(F.shape[-2] for F in self.factors)}"
 
     @property
     def fitted(self) -> bool:
         return len(self.factors) > 0
 
     def forward(self) -> Tensor:
-        """The full reconstructed tensor."""
+        """The full reconstructed tensor (a stack of them after a batch)."""
         if not self.fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(T) first")
         return cp_reconstruct([F for F in self.factors])
@@ -140,102 +125,85 @@ class NonnegativeCP(FactorModule):
     def from_cptensor(cls, cp, **kwargs):
         """A model holding the factors of a tensorly ``CPTensor`` (weights folded into the first factor)."""
         weights, factors = cp
-        factors = [torch.as_tensor(np.asarray(F) if not isinstance(F, Tensor) else F) for F in factors]
-        rank = factors[0].shape[1]
-        model = cls(rank, **kwargs)
-        dtype = model.dtype or (factors[0].dtype if factors[0].is_floating_point() else torch.float64)
-        device = model.device or factors[0].device
-        factors = [F.to(device=device, dtype=dtype) for F in factors]
+        first = factors[0] if isinstance(factors[0], Tensor) else torch.from_numpy(np.asarray(factors[0]))
+        model = cls(first.shape[1], **kwargs)
+        dtype = model.dtype or (first.dtype if first.is_floating_point() else torch.float64)
+        device = model.device or first.device
+        factors = [_as_factor(F, device, dtype) for F in factors]
         if weights is not None:
-            w = torch.as_tensor(np.asarray(weights) if not isinstance(weights, Tensor) else weights).to(device=device, dtype=dtype)
-            factors[0] = factors[0] * w
+            factors[0] = factors[0] * _as_factor(weights, device, dtype)
         model._set_factors(factors)
         return model
 
     def _set_factors(self, factors) -> None:
         self.factors = nn.ParameterList([nn.Parameter(F.detach().clone()) for F in factors])
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # a fresh model has no factors yet: create them from the keys "factors.0", "factors.1", ...
+        keys = sorted((k for k in state_dict if k.startswith(prefix + "factors.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        if keys and len(self.factors) != len(keys):
+            like = dict(device=self.device, dtype=self.dtype or state_dict[keys[0]].dtype)
+            self._set_factors([torch.empty_like(state_dict[k], **like) for k in keys])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
     # -- fitting ---------------------------------------------------------------------
-    def _check_initial(self, factors, T: Tensor) -> list:
+    def _check_initial(self, factors, T: Tensor, batch) -> list:
         if hasattr(factors, "factors") or (isinstance(factors, tuple) and len(factors) == 2 and not isinstance(factors[0], Tensor)):
             weights, factors = factors
             factors = list(factors)
             if weights is not None:
-                factors[0] = torch.as_tensor(factors[0]) * torch.as_tensor(weights)
-        factors = [torch.as_tensor(F).to(device=T.device, dtype=T.dtype) for F in factors]
-        expected = [(s, self.rank) for s in T.shape]
+                factors[0] = _as_factor(factors[0], T.device, T.dtype) * _as_factor(weights, T.device, T.dtype)
+        factors = [_as_factor(F, T.device, T.dtype) for F in factors]
+        lead = () if batch is None else (batch,)
+        expected = [lead + (s, self.rank) for s in T.shape[len(lead):]]
         got = [tuple(F.shape) for F in factors]
         if got != expected:
             raise ValueError(f"initial factors must have shapes {expected}, got {got}")
-        if any(bool((F < 0).any()) for F in factors):
-            raise ValueError("initial factors must be nonnegative")
+        if any(not bool(torch.isfinite(F).all()) or bool((F < 0).any()) for F in factors):
+            raise ValueError("initial factors must be finite and nonnegative")
         return [F.clone() for F in factors]
 
-    def _initial_factors(self, T: Tensor, mask, generator) -> list:
-        if self.init == "svd":
-            import tensorly as tl
-            from tensorly.decomposition._cp import initialize_cp
+    def _problem(self, T, mask, batch) -> CPProblem:
+        return CPProblem(T, mask, batch)
 
-            filled = T if mask is None else torch.where(mask, T, T[mask].mean())
-            with tl.backend_context("pytorch"):
-                weights, factors = initialize_cp(filled, self.rank, init="svd", non_negative=True)
-            factors = [F.to(device=T.device, dtype=T.dtype).clone() for F in factors]
-            factors[0] = factors[0] * weights
-            return factors
-        factors = [torch.rand(s, self.rank, generator=generator, device=T.device, dtype=T.dtype) for s in T.shape]
-        observed = T if mask is None else torch.where(mask, T, torch.zeros_like(T))
-        scale = torch.linalg.vector_norm(observed) / torch.linalg.vector_norm(cp_reconstruct(factors)).clamp_min(torch.finfo(T.dtype).tiny)
-        per_mode = scale ** (1.0 / T.ndim)
-        return [F * per_mode for F in factors]
+    def fit(self, T, *, mask=None, factors=None, batch: bool = False, **fit_options) -> FitResult:
+        r"""Fit the factors to T (NaN entries or ``mask == False`` are missing).
 
-    def _prepare(self, T, mask):
-        device = self.device if self.device is not None else (T.device if isinstance(T, Tensor) else None)
-        T = _as_tensor(T, device, self.dtype)
-        if mask is None and bool(torch.isnan(T).any()):
-            mask = ~torch.isnan(T)  # NaN marks a missing entry
-        if mask is not None:
-            mask = torch.as_tensor(mask, device=T.device)
-            if mask.dtype != torch.bool:
-                raise TypeError(f"mask must be a boolean tensor (True = observed), got dtype {mask.dtype}")
-            if mask.shape != T.shape:
-                raise ValueError(f"mask must have T's shape {tuple(T.shape)}, got {tuple(mask.shape)}")
-            if not bool(mask.any()):
-                raise ValueError("mask has no observed entry")
-            T = torch.where(mask, T, torch.zeros_like(T))
-        if not bool(torch.isfinite(T).all()):
-            raise ValueError("T has non-finite entries (mark missing entries with NaN or a mask)")
-        minimum = float(T.min())
-        if minimum < 0:
-            raise ValueError(f"T must be nonnegative, got a minimum entry of {minimum:g}")
-        return T, mask
+        Parameters
+        ----------
+        T : array-like of order N >= 2
+            Nonnegative data; with ``batch=True`` a stack (B, I_1, ..., I_N) of B tensors
+            fitted at once (each from its own start).
+        mask : bool array like T, optional
+            True where T is observed.
+        factors : list of N arrays (I_n x r), or a tensorly ``CPTensor``, optional
+            The initial factors.
+        **fit_options
+            See :class:`torchnmf_l1.fit.FitOptions` (defaults: 200 iterations, tol 1e-6,
+            a check every iteration).
 
-    def _solver_kwargs(self, T) -> dict:
-        return {}
-
-    def fit(self, T, *, mask=None, factors=None, max_iter: int = 200, tol: float = 1e-6, check_every: int = 1,
-            time_limit=None, callbacks=(), progress: bool = False) -> FitResult:
-        """Fit the factors to T (NaN entries or ``mask == False`` are missing).
-
-        ``factors`` (a list of N arrays (I_n x r) or a tensorly ``CPTensor``) gives the
-        initial factors. Stops when the relative decrease of the objective between
-        checks is below ``tol``. Returns the :class:`FitResult`; on error the model
-        keeps its previous factors.
+        Returns
+        -------
+        FitResult
+            ``extra["relative_error"]``: :math:`\|M \ast (T - [\![\cdot]\!])\|_F / \|M \ast T\|_F`.
+            On error the model keeps its previous factors.
         """
-        T, mask = self._prepare(T, mask)
-        extra = self._solver_kwargs(T)
-        generator = make_generator(self.seed, T.device)
-        initial = self._check_initial(factors, T) if factors is not None else self._initial_factors(T, mask, generator)
-        solver = self.solver_cls(T, initial, mask, **extra, **self.solver_options)
-        result = self._run(solver, max_iter=max_iter, tol=tol, check_every=check_every, time_limit=time_limit,
-                           callbacks=callbacks, progress=progress)
-        self._set_factors(solver.factors)
-        norm = torch.linalg.vector_norm(T)
-        result.extra["relative_error"] = float(math.sqrt(2 * result.final_objective) / max(float(norm), torch.finfo(T.dtype).tiny))
+        device = self.device if self.device is not None else (T.device if isinstance(T, Tensor) else None)
+        T, mask = prepare_tensor(T, mask, device=device, dtype=self.dtype, batch=batch)
+        B = T.shape[0] if batch else None
+        problem = self._problem(T, mask, B)
+        if factors is not None:
+            initial = self._check_initial(factors, T, B)
+        else:
+            generators = make_generator(self.seed, T.device) if B is None else [make_generator(self.seed, T.device) for _ in range(B)]
+            initial = initialize_cp(T, mask, self.rank, self.init, generator=generators, batch=B)
+        result, output = self._run_solver("cp", self.solver, problem, CPState(initial), self.solver_options, fit_options)
+        self._commit(output)
         self.result_ = result
         return result
 
-    def _run(self, solver, **kwargs) -> FitResult:
-        return run_fit(solver, **kwargs)
+    def _commit(self, output) -> None:
+        self._set_factors(output.factors["factors"])
 
 
 class DictionaryCP(NonnegativeCP):
@@ -271,7 +239,7 @@ class DictionaryCP(NonnegativeCP):
 
     def __init__(self, rank: int, *, dictionary, mode: int = 0, distinct: bool = True, snap: str = "hard", atoms_init: str = "match", **kwargs):
         super().__init__(rank, **kwargs)
-        D = _as_dictionary(dictionary, "dictionary", self.device, self.dtype)
+        D = prepare_dictionary(dictionary, "dictionary", self.device, self.dtype)
         if distinct and rank > D.shape[1]:
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")
         if snap not in ("hard", "flexible"):
@@ -292,7 +260,9 @@ class DictionaryCP(NonnegativeCP):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mode={self.mode}, atoms={self.dictionary.shape[1]}, distinct={self.distinct}, snap={self.snap!r}, atoms_init={self.atoms_init!r}"
 
-    def _solver_kwargs(self, T) -> dict:
+    def _problem(self, T, mask, batch) -> CPProblem:
+        if batch is not None:
+            raise ValueError("DictionaryCP fits one tensor at a time; got batch=True")
         if not -T.ndim <= self.mode < T.ndim:
             raise ValueError(f"mode must be in [{-T.ndim}, {T.ndim - 1}] for an order-{T.ndim} tensor, got {self.mode}")
         mode = self.mode % T.ndim
@@ -300,33 +270,9 @@ class DictionaryCP(NonnegativeCP):
             raise ValueError(
                 f"the dictionary has {self.dictionary.shape[0]} rows but mode {mode} of T has size {T.shape[mode]}; they must match"
             )
-        return dict(dictionary=self.dictionary.to(device=T.device, dtype=T.dtype), dict_mode=mode, distinct=self.distinct, snap=self.snap,
-                    atoms_init=self.atoms_init)
+        return CPProblem(T, mask, None, self.dictionary.to(device=T.device, dtype=T.dtype), mode, self.distinct, self.snap,
+                         self.atoms_init)
 
-    def _run(self, solver, *, tol, callbacks, **kwargs) -> FitResult:
-        result = run_fit(solver, tol=0.0, callbacks=[solver.stop_rule(tol), *callbacks], warn=False, **kwargs)
-        result.converged = bool(solver.done)
-        if solver.done:
-            result.message = f"atoms stable and relative change < tol={tol:g} at iteration {result.n_iter}"
-        elif kwargs.get("max_iter", 0) > 0 and result.message.startswith("reached max_iter"):
-            warnings.warn(f"DictionaryCP: {result.message} before the atoms settled", ConvergenceWarning, stacklevel=3)
-        # final snap: factor `mode` = D(:, K) exactly, its scale moved to the next factor
-        solver.snap_()
-        mode = solver.dict_mode
-        atoms = solver.Dn.index_select(1, solver.K)
-        raw = self.dictionary.to(atoms).index_select(1, solver.K)
-        scale = torch.linalg.vector_norm(raw, dim=0)
-        solver.factors[mode] = raw
-        solver.factors[(mode + 1) % solver.order] = solver.factors[(mode + 1) % solver.order] / scale
-        if self.snap == "flexible":  # polish the free factors around the snapped atoms
-            for _ in range(10):
-                for n in range(solver.order):
-                    if n != mode:
-                        solver.update_mode(n)
-        result.objective.append(float(solver.objective()))
-        result.iterations.append(result.n_iter)
-        result.times.append(result.times[-1] if result.times else 0.0)
-        result.extra["indices"] = solver.K.tolist()
-        self.indices = solver.K.clone()
-        del atoms
-        return result
+    def _commit(self, output) -> None:
+        super()._commit(output)
+        self.indices = output.factors["indices"].clone()

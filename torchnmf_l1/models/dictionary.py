@@ -4,9 +4,9 @@ r"""Dictionary NMF: X (p x n) ~ D(:, K) V with r atoms K of a known dictionary D
 
 D may be several dictionaries :math:`[D_1, \dots, D_N]` with a required number (or
 range) of atoms from each (e.g. spectral libraries of vegetation, soils, roofs), or X
-itself (self-dictionary). The registered solver works on a relaxed model (see
+itself (self-dictionary). The registered solver (family ``"dictionary"``) works on a relaxed model (see
 :mod:`torchnmf_l1.solvers.dictionary`); K is initialised by a separable-NMF method
-("d-SPA", "d-SNPA", "d-H2NMF", "d-FGNSR") or at random.
+("d-SPA", "d-SNPA", "d-H2NMF", "d-FGNSR") or at random. The model holds D, K and H.
 
 References
 ----------
@@ -18,47 +18,22 @@ Geoscience and Remote Sensing Letters 15(2), 2018.
 
 from __future__ import annotations
 
-import time
-import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..data import check_dtype, prepare_data
+from ..data import check_dtype, prepare_data, prepare_dictionary
 from ..exceptions import NotFittedError
-from ..fit import FitResult, run_fit
+from ..fit import FitResult
 from ..init import make_generator
-from ..kernels import hals_nnls_, match_atoms
 from ..kernels.dictionary import normalize_counts
+from ..problem import DictionaryProblem
 from ..registry import available_solvers, get_solver
-from .base import FactorModule, replace_parameter_
-from .separable import SeparableNMF
+from .base import FactorModule, set_factor_
+from .separable import SeparableSpec
 
 __all__ = ["DictionaryNMF"]
-
-
-def _as_dictionary(D, name: str, device, dtype) -> Tensor:
-    if not isinstance(D, Tensor):
-        try:
-            D = torch.as_tensor(D)
-        except Exception as exc:  # noqa: BLE001 - re-raised with a clear message
-            raise TypeError(f"{name} must be a tensor or an array, got {type(D).__name__}") from exc
-    if D.layout != torch.strided:
-        raise TypeError(f"{name} must be dense, got layout {D.layout}")
-    if D.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix (p x d), got shape {tuple(D.shape)}")
-    if D.is_complex() or D.dtype == torch.bool:
-        raise TypeError(f"{name} must be real, got dtype {D.dtype}")
-    D = D.to(device=device, dtype=dtype if dtype is not None else (D.dtype if D.is_floating_point() else torch.float64))
-    if not bool(torch.isfinite(D).all()):
-        raise ValueError(f"{name} has non-finite entries")
-    minimum = float(D.min()) if D.numel() else 0.0
-    if minimum < 0:
-        raise ValueError(f"{name} must be nonnegative, got a minimum entry of {minimum:g}")
-    if D.numel() and bool((D.sum(dim=0) == 0).any()):
-        raise ValueError(f"{name} has an all-zero column (atom {int((D.sum(dim=0) == 0).nonzero()[0])})")
-    return D
 
 
 class DictionaryNMF(FactorModule):
@@ -96,8 +71,8 @@ class DictionaryNMF(FactorModule):
     nnls_max_sweeps : int
         HALS sweeps of the final H = argmin ||X - D(:,K) H|| (warm-started).
     **solver_options
-        Passed to the solver (``inner_sweeps``, ``delta_factor``, ``growth``,
-        ``raise_gap``, ``stop_gap``).
+        Passed to the solver and checked by it now (``inner_sweeps``, ``delta_factor``,
+        ``growth``, ``raise_gap``, ``stop_gap``).
 
     Attributes
     ----------
@@ -110,7 +85,7 @@ class DictionaryNMF(FactorModule):
         ``dictionary[:, indices]`` (read only).
     result_ : FitResult
         ``extra`` holds ``init_indices``, ``init_relative_error``, ``relative_error``
-        (both in %), ``delta``, ``gap``, the times and, for a separable init,
+        (both fractions), ``delta``, ``gap``, the times and, for a separable init,
         ``separable`` (the plain method's indices, relative error, iterations and time).
 
     Examples
@@ -147,7 +122,7 @@ class DictionaryNMF(FactorModule):
             raise ValueError(f"rank must be a positive integer, got {rank!r}")
         dtype = check_dtype(dtype)
         if isinstance(dictionary, (list, tuple)):
-            parts = [_as_dictionary(D, f"dictionary[{i}]", device, dtype) for i, D in enumerate(dictionary)]
+            parts = [prepare_dictionary(D, f"dictionary[{i}]", device, dtype) for i, D in enumerate(dictionary)]
             heights = {D.shape[0] for D in parts}
             if len(heights) != 1:
                 raise ValueError(f"the dictionaries must have the same height p, got heights {[D.shape[0] for D in parts]}")
@@ -155,7 +130,7 @@ class DictionaryNMF(FactorModule):
             self.groups = tuple(P.shape[1] for P in parts)
             normalize_counts(self.groups, counts, rank, distinct)  # validates now
         else:
-            D = _as_dictionary(dictionary, "dictionary", device, dtype)
+            D = prepare_dictionary(dictionary, "dictionary", device, dtype)
             self.groups = None
             if counts is not None:
                 raise ValueError("counts is only used with several dictionaries (pass dictionary=[D1, D2, ...])")
@@ -177,12 +152,18 @@ class DictionaryNMF(FactorModule):
         init_options = dict(init_options or {})
         if method == "random" and init_options:
             raise ValueError(f"init_options are only used by a separable init, got {sorted(init_options)} with init='random'")
-        if method != "random":  # validates the separable solver's options now (the model is discarded)
-            SeparableNMF(rank, method, seed=seed, device=D.device, dtype=D.dtype, **init_options)
-        self.solver_cls = get_solver(solver, model="dictionary")
-        unknown = sorted(set(solver_options) - set(self.solver_cls.options))
-        if unknown:
-            raise TypeError(f"solver {solver!r} got unexpected option(s) {unknown}; its options are {sorted(self.solver_cls.options)}")
+        # the separable method of the init: validated now, builds its problem at fit
+        self.init_spec = None
+        if method != "random":
+            sep_options = {k: init_options[k] for k in ("subsample", "nnls_max_sweeps", "nnls_delta") if k in init_options}
+            solver_options = {k: v for k, v in init_options.items() if k not in sep_options}
+            self.init_spec = SeparableSpec.create(
+                rank, method, seed=seed, dtype=D.dtype, solver_options=solver_options, **sep_options
+            )
+        self.solver = solver.lower()
+        get_solver(self.solver, family="dictionary").check_options(solver_options)
+        if isinstance(nnls_max_sweeps, bool) or not isinstance(nnls_max_sweeps, int) or nnls_max_sweeps < 1:
+            raise ValueError(f"nnls_max_sweeps must be an integer >= 1, got {nnls_max_sweeps!r}")
         self.rank = rank
         self.counts = counts
         self.init = method
@@ -190,7 +171,7 @@ class DictionaryNMF(FactorModule):
         self.distinct = distinct
         self.seed = seed
         self.nnls_max_sweeps = nnls_max_sweeps
-        self.solver_options = solver_options
+        self.solver_options = dict(solver_options)
         self.register_buffer("dictionary", D)
         self.register_buffer("indices", torch.empty(0, dtype=torch.int64, device=D.device))
         self.H = nn.Parameter(torch.empty(rank, 0, device=D.device, dtype=D.dtype))
@@ -215,49 +196,12 @@ class DictionaryNMF(FactorModule):
         """The reconstruction D(:, K) H."""
         return self.W @ self.H
 
-    def _initial(self, X: Tensor, generator) -> tuple[Tensor, Tensor, dict | None]:
-        """K0 (matched atoms), H0 = argmin ||X - D(:,K0) H|| and the separable method's report."""
-        D = self.dictionary
-        H0, report = None, None
-        if self.init == "random":
-            choice = torch.randperm(D.shape[1], generator=generator, device=D.device)[: self.rank]
-            U0 = D.index_select(1, choice.to(D.device))
-        else:
-            # the plain separable model, so that d-X starts where X ends (same seed, same options)
-            start = time.perf_counter()
-            plain = SeparableNMF(self.rank, self.init, seed=self.seed, device=D.device, dtype=D.dtype, **self.init_options)
-            sep = plain.fit(X)
-            U0 = plain.W
-            H0 = plain.H.detach()
-            report = dict(
-                method=self.init,
-                options=dict(self.init_options),
-                indices=sep.extra["indices"],
-                relative_error=sep.extra["relative_error"],
-                n_iter=sep.n_iter,
-                time=time.perf_counter() - start,
-            )
-        K0 = match_atoms(U0, D, distinct=self.distinct, groups=self.groups, counts=self.counts)
-        if H0 is not None and torch.equal(D.index_select(1, K0), U0):
-            return K0, H0.clone(), report  # the atoms are the selected columns (X is its own dictionary)
-        if H0 is not None:  # warm start: X(:, k)'s weights rescaled to the norm of its matched atom
-            tiny = torch.finfo(D.dtype).tiny
-            ratio = torch.linalg.vector_norm(U0, dim=0) / torch.linalg.vector_norm(D.index_select(1, K0), dim=0).clamp_min(tiny)
-            H0 = H0 * ratio[:, None]
-        return K0, self._nnls(X, K0, H0), report
-
-    def _nnls(self, X: Tensor, K: Tensor, H: Tensor | None = None) -> Tensor:
-        W = self.dictionary.index_select(1, K)
-        start = hals_init(W, X) if H is None else H
-        H = X.new_zeros(K.numel(), X.shape[1])
-        H.copy_(start)
-        hals_nnls_(H, W.transpose(0, 1) @ X, W.transpose(0, 1) @ W, max_sweeps=self.nnls_max_sweeps, delta=1e-6)
-        return H
-
-    def fit(self, X, *, max_iter: int = 200, time_limit: float | None = None, callbacks=(), progress: bool = False) -> FitResult:
+    def fit(self, X, **fit_options) -> FitResult:
         """Fit K and H to X (p x n, dense, nonnegative); returns the :class:`FitResult`.
 
-        The loop stops when the solver's rule is met (``converged`` is then True);
+        ``fit_options`` as in :class:`torchnmf_l1.fit.FitOptions` (default: at most 200
+        iterations, each followed by a check: the solver's rule, K stable and U near
+        D(:, K), replaces ``tol``); ``converged`` is True when that rule was met.
         ``result_.extra`` compares the fit with the initial atoms.
         """
         D = self.dictionary
@@ -269,66 +213,22 @@ class DictionaryNMF(FactorModule):
             raise ValueError(
                 f"the dictionary has {D.shape[0]} rows but X has {X.shape[0]} rows; they must match (p x d and p x n)"
             )
-        if self.init != "random" and self.rank > min(X.shape):
+        if self.init_spec is not None and self.rank > min(X.shape):
             raise ValueError(f"init {self.init!r} needs rank <= min(p, n) = {min(X.shape)}, got {self.rank}")
-        generator = make_generator(self.seed, D.device)
-        start = time.perf_counter()
-        K0, H0, separable = self._initial(X, generator)
-        t_init = time.perf_counter() - start
-        norm_x = torch.linalg.norm(X)
-        init_error = float(100 * torch.linalg.norm(X - D.index_select(1, K0) @ H0) / norm_x)
-        Dn_scale = torch.linalg.vector_norm(D.index_select(1, K0), dim=0)
-        solver = self.solver_cls(
-            X, D, K0, H0 * Dn_scale[:, None], distinct=self.distinct, groups=self.groups, counts=self.counts, **self.solver_options
+        problem = DictionaryProblem(
+            X, D, self.rank, self.distinct, self.groups, None if self.counts is None else tuple(self.counts),
+            self.init,
+            None if self.init_spec is None else self.init_spec.problem(X, D.device),
+            None if self.init_spec is None else self.init_spec.solver_options,
+            make_generator(self.seed, D.device),
+            self.nnls_max_sweeps,
         )
-        result = run_fit(
-            solver,
-            max_iter=max_iter,
-            tol=0.0,
-            time_limit=time_limit,
-            check_every=1,
-            callbacks=[self.solver_cls.stop_rule, *callbacks],
-            progress=progress,
-            warn=False,
-        )
-        result.converged = bool(solver.done)
-        if solver.done:
-            result.message = f"atoms stable and U within {solver.config['stop_gap']:g} of them at iteration {result.n_iter}"
-        elif max_iter > 0:
-            from ..exceptions import ConvergenceWarning
-
-            warnings.warn(f"DictionaryNMF: {result.message} before the atoms settled (gap {solver.gap:.3g})", ConvergenceWarning, stacklevel=2)
-        K = solver.K
-        scale = torch.linalg.vector_norm(D.index_select(1, K), dim=0).clamp_min(torch.finfo(D.dtype).tiny)
-        H = self._nnls(X, K, (solver.V / scale[:, None]).clamp_min(0))
-        error = float(100 * torch.linalg.norm(X - D.index_select(1, K) @ H) / norm_x)
-        kept_init = error > init_error
-        if kept_init:  # never return worse than the start (reported in extra)
-            K, H = K0, H0
-            error = init_error
-        result.extra.update(
-            kept_init=kept_init,
-            init_indices=K0.tolist(),
-            init_relative_error=init_error,
-            relative_error=error,
-            delta=solver.delta,
-            gap=solver.gap,
-            time_init=t_init,
-            separable=separable,
-            time_total=time.perf_counter() - start,
-        )
-        self.indices = K.to(torch.int64)
-        replace_parameter_(self.H, H)
+        result, output = self._run_solver("dictionary", self.solver, problem, None, self.solver_options, fit_options)
+        self.indices = output.factors["indices"].to(torch.int64)
+        set_factor_(self, "H", output.factors["H"])
         self.result_ = result
         return result
 
     def fit_transform(self, X, **fit_kwargs) -> Tensor:
         self.fit(X, **fit_kwargs)
         return self.H.detach()
-
-
-def hals_init(W: Tensor, X: Tensor) -> Tensor:
-    """A nonnegative least-squares starting point: the clipped LS solution, scaled to X."""
-    G = W.transpose(0, 1) @ W
-    ridge = torch.finfo(W.dtype).eps * torch.diagonal(G).amax() * torch.eye(G.shape[0], device=W.device, dtype=W.dtype)
-    return torch.linalg.solve(G + ridge, W.transpose(0, 1) @ X).clamp_min(0)

@@ -32,15 +32,11 @@ from torch import Tensor, nn
 from .. import kernels
 from ..data import check_dtype
 from ..init import make_generator
+from ..registry import available_solvers, get_solver
 
 __all__ = ["NNLSLayer", "nnls_codes"]
 
 BACKWARDS = ("unrolled", "implicit")
-# solver name -> (kernel, losses it handles, needs nonnegative x and W, default active-set tolerance)
-_SOLVERS = {
-    "pg": (lambda x, W, n_iter, loss, l1: kernels.nnls_pg_solve(x, W, n_iter, l1), ("frobenius",), False, 0.0),
-    "mu": (lambda x, W, n_iter, loss, l1: kernels.nnls_mu_solve(x, W, n_iter, loss, l1), ("frobenius", "kl"), True, 1e-4),
-}
 LOSSES = ("frobenius", "kl")
 
 
@@ -75,10 +71,11 @@ def _check_choice(value, name, choices):
 
 def _check_options(backward, solver, loss, n_iter, l1, active_tol):
     _check_choice(backward, "backward", BACKWARDS)
-    _check_choice(solver, "solver", tuple(_SOLVERS))
+    _check_choice(solver, "solver", tuple(available_solvers("nnls")))
     _check_choice(loss, "loss", LOSSES)
-    if loss not in _SOLVERS[solver][1]:
-        raise ValueError(f"solver {solver!r} does not handle loss {loss!r}; it handles {_SOLVERS[solver][1]}")
+    handled = get_solver(solver, family="nnls").losses
+    if loss not in handled:
+        raise ValueError(f"solver {solver!r} does not handle loss {loss!r}; it handles {handled}")
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
         raise ValueError(f"n_iter must be a positive integer, got {n_iter!r}")
     if isinstance(l1, bool) or not isinstance(l1, (int, float)) or not math.isfinite(l1) or l1 < 0:
@@ -148,8 +145,8 @@ def nnls_codes(
         raise ValueError(f"x is on {x.device} but W is on {W.device}; move x with x.to({str(W.device)!r})")
     if not x.is_floating_point() or x.dtype != W.dtype:
         raise TypeError(f"x must be floating point with W's dtype {W.dtype}, got {x.dtype}")
-    kernel, _, needs_nonneg, default_tol = _SOLVERS[solver]
-    if validate and (needs_nonneg or loss == "kl"):
+    solver_cls = get_solver(solver, family="nnls")
+    if validate and (solver_cls.needs_nonnegative or loss == "kl"):
         for name, t in (("x", x), ("W", W)):
             if bool((t < 0).any()):
                 raise ValueError(
@@ -158,11 +155,11 @@ def nnls_codes(
                 )
     batch_shape = x.shape[:-1]
     x2 = x.reshape(-1, W.shape[0])
-    solve = functools.partial(kernel, n_iter=n_iter, loss=loss, l1=float(l1))
+    solve = functools.partial(solver_cls.solve, n_iter=n_iter, loss=loss, l1=float(l1))
     if backward == "unrolled":
         h = solve(x2, W)
     else:
-        tol = default_tol if active_tol is None else float(active_tol)
+        tol = solver_cls.active_tol if active_tol is None else float(active_tol)
         h = _ImplicitNNLS.apply(x2, W, solve, loss, tol)
     return h.reshape(*batch_shape, W.shape[1])
 

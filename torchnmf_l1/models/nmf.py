@@ -6,24 +6,24 @@ r"""The NMF model: X (m x n) ~ W (m x r) H (r x n) with W, H >= 0.
     + \lambda^{(1)}_H \|H\|_1 + \tfrac12 \lambda^{(2)}_H \|H\|_F^2
 
 where D is the Frobenius loss :math:`\tfrac12\|X-WH\|_F^2`, a beta-divergence
-(KL, Itakura-Saito, any beta), or the (weighted) L1 loss.
+(KL, Itakura-Saito, any beta), or the (weighted) L1 loss. A batch of B matrices
+(a (B, m, n) tensor or a list) is fitted as B independent problems in the same kernels.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 from torch import Tensor, nn
 
-from ..data import Data, check_dtype, prepare_data
+from ..data import Data, check_dtype, check_factor, floating_dtype, prepare_data
 from ..exceptions import NotFittedError
-from ..fit import FitResult, run_fit
-from ..init import initialize, make_generator
-from ..problem import NMFProblem, Penalties, resolve_loss
-from ..registry import default_solver, get_solver
-from .base import FactorModule, replace_parameter_, set_factor_
+from ..fit import FitResult
+from ..init import initialize, make_generator, random_codes
+from ..problem import FactorState, NMFProblem, Penalties, resolve_loss
+from ..registry import default_solver, get_init, get_solver
+from .base import FactorModule, set_factor_
 
 __all__ = ["NMF"]
 
@@ -64,16 +64,19 @@ class NMF(FactorModule):
     l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
         Penalty weights (>= 0).
     seed : int, optional
-        Seed of the ``torch.Generator`` used by random initialisations.
+        Seed of the ``torch.Generator`` used by random initialisations (each problem
+        of a batch is initialised from this seed, on its own matrix).
     device, dtype :
-        Where and in which precision (float32 or float64) the factors live.
+        Where and in which precision (float32 or float64) the factors live; by default
+        ``dtype`` follows the data (float32 and float64 are kept, integers become the
+        default dtype).
     **solver_options
-        Passed to the solver (e.g. ``alpha``, ``delta`` for HALS).
+        Passed to the solver (e.g. ``alpha``, ``delta`` for HALS) and checked by it now.
 
     Attributes
     ----------
-    W : Parameter, shape (m, r)
-    H : Parameter, shape (r, n)
+    W : Parameter, shape (m, r), or (B, m, r) after fitting a batch
+    H : Parameter, shape (r, n), or (B, r, n)
     result_ : FitResult
         Result of the last :meth:`fit`.
 
@@ -83,7 +86,7 @@ class NMF(FactorModule):
     >>> from torchnmf_l1 import NMF
     >>> g = torch.Generator().manual_seed(0)
     >>> X = torch.rand(30, 4, dtype=torch.float64, generator=g) @ torch.rand(4, 20, dtype=torch.float64, generator=g)
-    >>> model = NMF(4, dtype=torch.float64, seed=0)
+    >>> model = NMF(4, seed=0)
     >>> result = model.fit(X, max_iter=2000, tol=1e-10)
     >>> bool(torch.linalg.norm(X - model()) / torch.linalg.norm(X) < 1e-2)
     True
@@ -112,25 +115,21 @@ class NMF(FactorModule):
         self.rank = _check_rank(rank)
         self.loss = resolve_loss(loss, beta=beta, zero_weight=zero_weight)
         self.penalties = Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H)
-        self.solver = solver if solver is not None else default_solver(self.loss.name)
-        solver_cls = get_solver(self.solver)
+        solver_cls = get_solver(solver if solver is not None else default_solver(self.loss.name))
+        self.solver = solver_cls.name
         if self.loss.name not in solver_cls.losses:
             raise ValueError(
                 f"solver {self.solver!r} does not handle loss {self.loss.name!r}; it handles {sorted(solver_cls.losses)}"
             )
-        unknown = sorted(set(solver_options) - set(solver_cls.options))
-        if unknown:
-            raise TypeError(f"solver {self.solver!r} got unexpected option(s) {unknown}; its options are {sorted(solver_cls.options)}")
+        solver_cls.check_options(solver_options)
         self.solver_options = dict(solver_options)
-        from ..registry import get_init
-
         init = solver_cls.default_init if init is None else init
         get_init(init)
         self.init = init
         if seed is not None:
             make_generator(seed, "cpu")
         self.seed = seed
-        dtype = check_dtype(dtype) or torch.get_default_dtype()
+        self.dtype = check_dtype(dtype)
         if shape is None:
             m, n = 0, 0
         else:
@@ -139,11 +138,19 @@ class NMF(FactorModule):
             m, n = shape
             if rank > min(m, n):
                 raise ValueError(f"rank must be <= min(m, n) = {min(m, n)}, got {rank}")
+        dtype = self.dtype or torch.get_default_dtype()
         self.W = nn.Parameter(torch.empty(m, rank, device=device, dtype=dtype))
         self.H = nn.Parameter(torch.empty(rank, n, device=device, dtype=dtype))
         self.reset_parameters()
 
     # ------------------------------------------------------------------ PyTorch plumbing
+    def _apply(self, fn, recurse=True):
+        before = self.W.dtype
+        out = super()._apply(fn, recurse)
+        if self.W.dtype != before:  # model.to(dtype), .double(), ...: the model's precision from now on
+            self.dtype = self.W.dtype
+        return out
+
     def reset_parameters(self) -> None:
         """Fill W and H with uniform [0, 1) values from the model's seed."""
         generator = make_generator(self.seed, self.W.device)
@@ -152,8 +159,10 @@ class NMF(FactorModule):
             self.H.uniform_(0, 1, generator=generator)
 
     def extra_repr(self) -> str:
-        m, n = self.W.shape[0], self.H.shape[1]
+        m, n = self.W.shape[-2], self.H.shape[-1]
         parts = [f"rank={self.rank}", f"shape=({m}, {n})", f"loss={self.loss.name!r}"]
+        if self.W.dim() == 3:
+            parts.insert(1, f"batch={self.W.shape[0]}")
         if self.loss.name == "beta":
             parts.append(f"beta={self.loss.beta:g}")
         if self.loss.name == "wl1":
@@ -163,10 +172,10 @@ class NMF(FactorModule):
 
     @property
     def fitted(self) -> bool:
-        return self.W.shape[0] > 0 and self.H.shape[1] > 0
+        return self.W.shape[-2] > 0 and self.H.shape[-1] > 0
 
     def forward(self) -> Tensor:
-        """The reconstruction W H (m x n), differentiable with respect to W and H."""
+        """The reconstruction W H (m x n, or B x m x n), differentiable with respect to W and H."""
         if not self.fitted:
             raise NotFittedError("this NMF has no factors yet: call fit(X) or create it with shape=(m, n)")
         return self.W @ self.H
@@ -174,83 +183,87 @@ class NMF(FactorModule):
     reconstruct = forward
 
     # ------------------------------------------------------------------ fitting
-    def _prepare(self, X) -> Data:
+    def _prepare(self, X, *, allow_batch: bool = True) -> Data:
         if isinstance(X, Tensor) and X.device != self.W.device:
             raise ValueError(
                 f"X is on {X.device} but the model is on {self.W.device}; move one of them (X.to(...) or model.to(...))"
             )
-        data = prepare_data(X, device=self.W.device, dtype=self.W.dtype, allow_zeros=not self.loss.needs_positive_data)
+        dtype = self.dtype or floating_dtype(X)
+        data = prepare_data(
+            X, device=self.W.device, dtype=dtype, allow_zeros=not self.loss.needs_positive_data, allow_batch=allow_batch
+        )
         m, n = data.shape
         if self.rank > min(m, n):
             raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
         return data
 
-    def _problem(self, data: Data) -> NMFProblem:
-        return NMFProblem(data, self.loss, self.penalties)
+    def _generators(self, data: Data, generator):
+        if generator is not None:
+            return generator if data.batch is None else [generator] * data.batch
+        if data.batch is None:
+            return make_generator(self.seed, data.device)
+        return [make_generator(self.seed, data.device) for _ in range(data.batch)]
 
-    def _initial_factors(self, data: Data, init, W, H, fix_W, fix_H, generator):
-        m, n = data.shape
+    def _initial_factors(self, data: Data, problem: NMFProblem, init, W, H, fix_W, fix_H, generator):
         init = self.init if init is None else init
+        W_shape, H_shape = problem.factor_shapes(self.rank)
+        like = dict(device=data.device, dtype=data.dtype)
         if init == "warm":
-            if not self.fitted or tuple(self.W.shape) != (m, self.rank) or tuple(self.H.shape) != (self.rank, n):
+            if not self.fitted or tuple(self.W.shape) != W_shape or tuple(self.H.shape) != H_shape:
                 raise ValueError(
-                    f"init='warm' needs factors of shapes {(m, self.rank)} and {(self.rank, n)}, "
+                    f"init='warm' needs factors of shapes {W_shape} and {H_shape}, "
                     f"the model has {tuple(self.W.shape)} and {tuple(self.H.shape)}"
                 )
-            return self.W.detach().clone(), self.H.detach().clone()
+            return self.W.detach().to(**like).clone(), self.H.detach().to(**like).clone()
         if fix_W and W is None:
-            if tuple(self.W.shape) != (m, self.rank):
-                raise ValueError(f"fix_W=True needs W of shape {(m, self.rank)} (pass W= or fit first), the model has {tuple(self.W.shape)}")
+            if tuple(self.W.shape) != W_shape:
+                raise ValueError(f"fix_W=True needs W of shape {W_shape} (pass W= or fit first), the model has {tuple(self.W.shape)}")
             W = self.W.detach()
         if fix_H and H is None:
-            if tuple(self.H.shape) != (self.rank, n):
-                raise ValueError(f"fix_H=True needs H of shape {(self.rank, n)} (pass H= or fit first), the model has {tuple(self.H.shape)}")
+            if tuple(self.H.shape) != H_shape:
+                raise ValueError(f"fix_H=True needs H of shape {H_shape} (pass H= or fit first), the model has {tuple(self.H.shape)}")
             H = self.H.detach()
         if W is not None and H is not None:
-            init = "custom"
-        elif W is not None or H is not None:
-            W0, H0 = initialize(data, self.rank, init, generator=generator)
-            from ..data import check_factor
-
-            like = dict(device=data.device, dtype=data.dtype)
-            W = check_factor(W, "W", (m, self.rank), **like) if W is not None else W0
-            H = check_factor(H, "H", (self.rank, n), **like) if H is not None else H0
-            return W, H
-        return initialize(data, self.rank, init, generator=generator, W=W, H=H)
+            return check_factor(W, "W", W_shape, **like), check_factor(H, "H", H_shape, **like)
+        if init == "custom":
+            raise ValueError("init='custom' needs both W and H (pass W= and H= to fit)")
+        W0, H0 = initialize(data, self.rank, init, generator=generator)
+        W0 = check_factor(W, "W", W_shape, **like) if W is not None else W0
+        H0 = check_factor(H, "H", H_shape, **like) if H is not None else H0
+        return W0, H0
 
     def fit(
         self,
         X,
         *,
-        max_iter: int = 200,
-        tol: float = 1e-4,
-        time_limit: float | None = None,
-        check_every: int = 10,
         init: str | None = None,
         W=None,
         H=None,
         fix_W: bool = False,
         fix_H: bool = False,
-        callbacks=(),
-        progress: bool = False,
         generator: torch.Generator | None = None,
+        **fit_options,
     ) -> FitResult:
         """Fit W and H to X.
 
         Parameters
         ----------
         X : array-like (numpy, scipy.sparse, torch dense or sparse), shape (m, n)
-            Nonnegative data; sparse X stays sparse.
-        max_iter, tol, time_limit, check_every, callbacks, progress :
-            See :func:`torchnmf_l1.fit.run_fit`.
+            Nonnegative data; sparse X stays sparse. A batch: a (B, m, n) tensor or a
+            list of B matrices (dense, or sparse), each fitted on its own.
         init : str, optional
             Overrides the model's ``init``; ``"warm"`` starts from the current factors.
         W, H : array-like, optional
-            Starting (or, with ``fix_W`` / ``fix_H``, fixed) factors.
+            Starting (or, with ``fix_W`` / ``fix_H``, fixed) factors; with both given the
+            start is exactly (W, H) whatever ``init`` says.
         fix_W, fix_H : bool
             Keep W (resp. H) fixed: the model's current factor or the one given.
         generator : torch.Generator, optional
             Overrides the model's seed for random initialisations.
+        **fit_options
+            ``max_iter``, ``tol``, ``time_limit``, ``check_every``, ``callbacks``,
+            ``progress``, ``warn``, ``compile``: see :class:`torchnmf_l1.fit.FitOptions`
+            (defaults: the solver's, 200 iterations and tol 1e-4 for HALS and MU).
 
         Returns
         -------
@@ -261,24 +274,13 @@ class NMF(FactorModule):
         if fix_W and fix_H:
             raise ValueError("fix_W and fix_H cannot both be True: there would be nothing to fit")
         data = self._prepare(X)
-        problem = self._problem(data)
-        generator = generator if generator is not None else make_generator(self.seed, data.device)
+        problem = NMFProblem(data, self.loss, self.penalties, update_W=not fix_W, update_H=not fix_H)
         with torch.no_grad():
-            W0, H0 = self._initial_factors(data, init, W, H, fix_W, fix_H, generator)
-            W0, H0 = W0.clone(), H0.clone()
-            solver = get_solver(self.solver)(
-                problem, W0, H0, update_W=not fix_W, update_H=not fix_H, **self.solver_options
-            )
-            result = run_fit(
-                solver, max_iter=max_iter, tol=tol, time_limit=time_limit, check_every=check_every,
-                callbacks=callbacks, progress=progress,
-            )
-            if not (torch.isfinite(solver.W).all() and torch.isfinite(solver.H).all()):
-                raise FloatingPointError(
-                    f"solver {self.solver!r} produced non-finite factors ({result.message}); the model keeps its previous factors"
-                )
-            set_factor_(self, "W", solver.W)
-            set_factor_(self, "H", solver.H)
+            W0, H0 = self._initial_factors(data, problem, init, W, H, fix_W, fix_H, self._generators(data, generator))
+            state = FactorState(W0.clone(), H0.clone())
+        result, output = self._run_solver("nmf", self.solver, problem, state, self.solver_options, fit_options)
+        set_factor_(self, "W", output.factors["W"])
+        set_factor_(self, "H", output.factors["H"])
         self.result_ = result
         return result
 
@@ -287,8 +289,10 @@ class NMF(FactorModule):
         self.fit(X, **fit_kwargs)
         return self.H.detach().clone()
 
-    def transform(self, X, *, max_iter: int = 200, tol: float = 1e-4, **fit_kwargs) -> Tensor:
+    def transform(self, X, **fit_options) -> Tensor:
         """Solve for H (r x n_new) with the model's W fixed; the model is not modified.
+
+        ``fit_options`` as in :meth:`fit` (no warning is emitted at ``max_iter``).
 
         Returns
         -------
@@ -296,32 +300,27 @@ class NMF(FactorModule):
         """
         if not self.fitted:
             raise NotFittedError("transform needs a fitted W: call fit first")
-        data = self._prepare(X)
+        if self.W.dim() != 2:
+            raise ValueError("transform works with one W; this model holds a batch of factorizations")
+        data = self._prepare(X, allow_batch=False)
         if data.shape[0] != self.W.shape[0]:
             raise ValueError(f"X must have {self.W.shape[0]} rows (the rows of W), got shape {data.shape}")
-        problem = self._problem(data)
-        generator = make_generator(self.seed, data.device)
+        problem = NMFProblem(data, self.loss, self.penalties, update_W=False)
         with torch.no_grad():
-            W = self.W.detach().clone()
-            scale = torch.sqrt(kernels_mean(data) / self.rank)
-            H = torch.rand(self.rank, data.shape[1], generator=generator, device=data.device, dtype=data.dtype) * scale
-            solver = get_solver(self.solver)(problem, W, H, update_W=False, update_H=True, **self.solver_options)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=Warning)
-                run_fit(solver, max_iter=max_iter, tol=tol, warn=False, **fit_kwargs)
-        return solver.H
+            W = self.W.detach().to(dtype=data.dtype).clone()
+            H = random_codes(data, self.rank, generator=make_generator(self.seed, data.device))
+        fit_options = {"warn": False, **fit_options}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=Warning)
+            _, output = self._run_solver("nmf", self.solver, problem, FactorState(W, H), self.solver_options,
+                                         fit_options, owner="transform")
+        return output.factors["H"]
 
-    def objective(self, X) -> float:
-        """The objective (loss plus penalties) of the current factors on X."""
+    def objective(self, X) -> float | list:
+        """The objective (loss plus penalties) of the current factors on X (a list for a batch)."""
         if not self.fitted:
             raise NotFittedError("objective needs factors: call fit first")
         data = self._prepare(X)
         with torch.no_grad():
-            return float(self._problem(data).objective(self.W, self.H))
-
-
-def kernels_mean(data: Data) -> Tensor:
-    from .. import kernels
-
-    m, n = data.shape
-    return kernels.data_sum(data.X) / (m * n)
+            problem = NMFProblem(data, self.loss, self.penalties, batch=self.W.shape[0] if self.W.dim() == 3 else None)
+            return problem.objective(self.W.to(data.dtype), self.H.to(data.dtype)).tolist()

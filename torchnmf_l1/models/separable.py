@@ -3,26 +3,84 @@ r"""The near-separable NMF model: X (m x n) ~ X(:, K) H with |K| = r and H >= 0.
 .. math:: \min_{|K| = r,\; H \ge 0} \|X - X(:, K) H\|_F
 
 K is chosen by a registered separable solver (SPA, SNPA, XRAY, VCA, H2NMF,
-FGNSR), optionally on k cluster representatives ("subsampled" variants), and H is
-then fitted on all columns by the shared HALS NNLS.
+FGNSR), optionally on k cluster representatives ("subsampled" variants), which also
+fits H on all columns by the shared NNLS; the model holds the result.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..data import check_dtype, prepare_data
+from ..data import check_dtype, floating_dtype, prepare_data
 from ..exceptions import NotFittedError
-from ..fit import FitResult, run_fit
+from ..fit import FitResult
 from ..init import make_generator
-from ..kernels import h2nmf_clustering, hals_nnls_
+from ..problem import SeparableProblem
 from ..registry import get_solver
-from .base import FactorModule, replace_parameter_
+from .base import FactorModule, set_factor_
 
-__all__ = ["SeparableNMF"]
+__all__ = ["SeparableNMF", "SeparableSpec"]
+
+
+@dataclass(frozen=True)
+class SeparableSpec:
+    """A validated separable method (solver, rank, subsampling, seed, NNLS settings) that
+    builds the :class:`~torchnmf_l1.problem.SeparableProblem` of any X: what
+    :class:`SeparableNMF` fits, and the separable initialisation of dictionary NMF."""
+
+    rank: int | None
+    solver: str
+    subsample: int | None
+    seed: int | None
+    dtype: torch.dtype | None
+    nnls_max_sweeps: int
+    nnls_delta: float
+    solver_options: dict
+
+    @classmethod
+    def create(cls, rank, solver, *, subsample=None, seed=None, dtype=None, nnls_max_sweeps=500, nnls_delta=1e-6,
+               solver_options=None) -> "SeparableSpec":
+        solver_cls = get_solver(solver, family="separable")
+        if rank is None:
+            if not solver_cls.detects_rank:
+                raise ValueError(f"solver {solver!r} needs an integer rank, got None")
+        elif isinstance(rank, bool) or not isinstance(rank, int):
+            raise TypeError(f"rank must be a positive integer or None, got {rank!r}")
+        elif rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        solver_options = dict(solver_options or {})
+        solver_cls.check_options(solver_options)
+        if subsample is not None:
+            if isinstance(subsample, bool) or not isinstance(subsample, int):
+                raise TypeError(f"subsample must be an integer or None, got {subsample!r}")
+            if subsample < 1 or (rank is not None and subsample < rank):
+                raise ValueError(f"subsample must be >= rank={rank} (and >= 1), got {subsample}")
+        if isinstance(nnls_max_sweeps, bool) or not isinstance(nnls_max_sweeps, int) or nnls_max_sweeps < 1:
+            raise ValueError(f"nnls_max_sweeps must be an integer >= 1, got {nnls_max_sweeps!r}")
+        if isinstance(nnls_delta, bool) or not isinstance(nnls_delta, (int, float)) or not 0 <= nnls_delta < float("inf"):
+            raise ValueError(f"nnls_delta must be a finite number >= 0, got {nnls_delta!r}")
+        if seed is not None:
+            make_generator(seed, "cpu")
+        return cls(rank, solver.lower(), subsample, seed, check_dtype(dtype), nnls_max_sweeps, float(nnls_delta), solver_options)
+
+    def problem(self, X, device) -> SeparableProblem:
+        """Validate X (dense, nonnegative, rank and subsample in range) and build the problem."""
+        if isinstance(X, Tensor) and device is not None and X.device != torch.device(device):
+            raise ValueError(f"X is on {X.device} but the model is on {device}; move one of them")
+        data = prepare_data(X, device=device, dtype=self.dtype or floating_dtype(X))
+        if data.sparse:
+            raise ValueError("SeparableNMF needs a dense X (selection methods work on columns); got a sparse X")
+        m, n = data.shape
+        if self.rank is not None and self.rank > min(m, n):
+            raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
+        if self.subsample is not None and self.subsample > n:
+            raise ValueError(f"subsample must be <= n = {n} (the number of columns), got {self.subsample}")
+        return SeparableProblem(
+            data.X, self.rank, make_generator(self.seed, data.device), self.subsample, self.nnls_max_sweeps, self.nnls_delta
+        )
 
 
 class SeparableNMF(FactorModule):
@@ -46,8 +104,8 @@ class SeparableNMF(FactorModule):
     device, dtype :
         Where and in which precision (float32 or float64) the model works.
     nnls_max_sweeps, nnls_delta :
-        The final H-fit: warm-started HALS (:func:`~torchnmf_l1.kernels.hals_nnls_`),
-        at most ``nnls_max_sweeps`` sweeps, stopped when the change of H is at most
+        The final H-fit (:func:`~torchnmf_l1.kernels.nnls_columns`): at most
+        ``nnls_max_sweeps`` HALS sweeps, stopped when the change of H is at most
         ``nnls_delta`` times the first change.
     **solver_options
         Passed to the solver (e.g. ``mu``, ``extract`` for FGNSR).
@@ -95,38 +153,20 @@ class SeparableNMF(FactorModule):
         **solver_options,
     ):
         super().__init__()
-        self.solver_cls = get_solver(solver, model="separable")
-        if rank is None:
-            if not self.solver_cls.detects_rank:
-                raise ValueError(f"solver {solver!r} needs an integer rank, got None")
-        elif isinstance(rank, bool) or not isinstance(rank, int):
-            raise TypeError(f"rank must be a positive integer or None, got {rank!r}")
-        elif rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}")
-        unknown = sorted(set(solver_options) - set(self.solver_cls.options))
-        if unknown:
-            raise TypeError(
-                f"solver {solver!r} got unexpected option(s) {unknown}; its options are {sorted(self.solver_cls.options)}"
-            )
-        if subsample is not None:
-            if isinstance(subsample, bool) or not isinstance(subsample, int):
-                raise TypeError(f"subsample must be an integer or None, got {subsample!r}")
-            if rank is not None and subsample < rank:
-                raise ValueError(f"subsample must be >= rank={rank}, got {subsample}")
-        if seed is not None:
-            make_generator(seed, "cpu")
+        self.spec = SeparableSpec.create(
+            rank, solver, subsample=subsample, seed=seed, dtype=dtype, nnls_max_sweeps=nnls_max_sweeps,
+            nnls_delta=nnls_delta, solver_options=solver_options,
+        )
         self.rank = rank
-        self.solver = solver.lower()
+        self.solver = self.spec.solver
         self.subsample = subsample
         self.seed = seed
-        self.nnls_max_sweeps = nnls_max_sweeps
-        self.nnls_delta = nnls_delta
-        self.solver_options = dict(solver_options)
-        dtype = check_dtype(dtype) or torch.get_default_dtype()
+        self.solver_options = self.spec.solver_options
         r = rank or 0
+        like = dict(device=device, dtype=self.spec.dtype or torch.get_default_dtype())
         self.register_buffer("indices", torch.empty(0, dtype=torch.int64, device=device))
-        self.register_buffer("columns", torch.empty(0, r, device=device, dtype=dtype))
-        self.H = nn.Parameter(torch.empty(r, 0, device=device, dtype=dtype))
+        self.register_buffer("columns", torch.empty(0, r, **like))
+        self.H = nn.Parameter(torch.empty(r, 0, **like))
         self.clusters_ = None
         self.result_: FitResult | None = None
 
@@ -153,95 +193,38 @@ class SeparableNMF(FactorModule):
 
     reconstruct = forward
 
-    def fit(
-        self,
-        X,
-        *,
-        max_iter: int | None = None,
-        tol: float | None = None,
-        time_limit: float | None = None,
-        check_every: int = 10,
-        callbacks=(),
-        progress: bool = False,
-    ) -> FitResult:
+    def problem(self, X) -> SeparableProblem:
+        """The validated problem of fitting X."""
+        return self.spec.problem(X, self.H.device)
+
+    def fit(self, X, **fit_options) -> FitResult:
         """Select K and fit H.
 
         Parameters
         ----------
         X : array-like (numpy or torch, dense), shape (m, n)
             Nonnegative data; columns are the points.
-        max_iter, tol, time_limit, check_every, callbacks, progress :
-            For iterative solvers (FGNSR), see :func:`torchnmf_l1.fit.run_fit`;
-            defaults are the solver's (``default_max_iter``, ``default_tol``).
-            One-shot solvers run one step.
+        **fit_options
+            For iterative solvers (FGNSR), see :class:`torchnmf_l1.fit.FitOptions`
+            (defaults: the solver's, 500 iterations and tol 1e-6 for FGNSR). One-shot
+            solvers run one step.
 
         Returns
         -------
         FitResult
-            ``extra`` holds ``indices``, ``relative_error`` (in %), the NNLS sweeps,
-            the seconds spent clustering, selecting and fitting H, and for FGNSR
-            ``diagonal`` (diag of the relaxation's solution, in the selection space).
+            ``extra`` holds ``indices``, ``relative_error`` (a fraction,
+            ||X - X(:, K) H||_F / ||X||_F), the seconds spent clustering, selecting and
+            fitting H, and for FGNSR ``diagonal`` (diag of the relaxation's solution, in
+            the selection space).
         """
-        device, dtype = self.H.device, self.H.dtype
-        if isinstance(X, Tensor) and X.device != device:
-            raise ValueError(f"X is on {X.device} but the model is on {device}; move one of them")
-        data = prepare_data(X, device=device, dtype=dtype)
-        if data.sparse:
-            raise ValueError("SeparableNMF needs a dense X (selection methods work on columns); got a sparse X")
-        X = data.X
-        m, n = X.shape
-        if self.rank is not None and self.rank > min(m, n):
-            raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
-        if self.subsample is not None and self.subsample > n:
-            raise ValueError(f"subsample must be <= n = {n} (the number of columns), got {self.subsample}")
-        generator = make_generator(self.seed, device)
-        times = {}
-        start = time.perf_counter()
-        clusters, Xsel = None, X
-        if self.subsample is not None:
-            clusters = h2nmf_clustering(X, self.subsample)
-            reps = clusters.representatives
-            if self.rank is not None and reps.numel() < self.rank:
-                raise ValueError(f"subsample={self.subsample} gave only {reps.numel()} clusters, fewer than rank={self.rank}")
-            Xsel = X.index_select(1, reps) * clusters.sizes.to(dtype).sqrt()
-        times["cluster"] = time.perf_counter() - start
-        solver = self.solver_cls(Xsel, self.rank, generator=generator, **self.solver_options)
-        one_shot = self.solver_cls.one_shot
-        result = run_fit(
-            solver,
-            max_iter=1 if one_shot else (self.solver_cls.default_max_iter if max_iter is None else max_iter),
-            tol=0.0 if one_shot else (self.solver_cls.default_tol if tol is None else tol),
-            time_limit=time_limit,
-            check_every=check_every,
-            callbacks=callbacks,
-            progress=progress,
-        )
-        local = solver.finish()
-        indices = clusters.representatives[local] if clusters is not None else local
-        times["select"] = time.perf_counter() - start - times["cluster"]
-        W = X.index_select(1, indices)
-        H = X.new_zeros(indices.numel(), n)
-        if clusters is None and solver.H is not None and solver.H.shape == H.shape:
-            H.copy_(solver.H.clamp_min(0))
-        sweeps = hals_nnls_(
-            H, W.transpose(0, 1) @ X, W.transpose(0, 1) @ W, max_sweeps=self.nnls_max_sweeps, delta=self.nnls_delta
-        )
-        times["nnls"] = time.perf_counter() - start - times["cluster"] - times["select"]
-        rel = 100 * torch.linalg.norm(X - W @ H) / torch.linalg.norm(X)
+        problem = self.problem(X)
+        result, output = self._run_solver("separable", self.solver, problem, None, self.solver_options, fit_options)
         # commit only now: an error above leaves the previous fit untouched
-        self.indices = indices.to(torch.int64)
-        self.columns = W
-        replace_parameter_(self.H, H)
-        self.clusters_ = clusters
-        result.extra.update(
-            indices=self.indices.tolist(),
-            relative_error=float(rel),
-            nnls_sweeps=sweeps,
-            seconds=times,
-        )
-        solution = getattr(solver, "solution", None)
-        if solution is not None:  # FGNSR: keep diag(X), not the n x n matrix
-            result.extra["diagonal"] = torch.diagonal(solution).clone()
+        factors = output.factors
+        self.indices = factors["indices"].to(torch.int64)
+        self.columns = factors["W"]
+        set_factor_(self, "H", factors["H"])
+        self.clusters_ = factors.get("clusters")
         self.result_ = result
         return result
 

@@ -1,20 +1,22 @@
-r"""Nonnegative CPD by HALS, optionally with one factor constrained to dictionary atoms.
+r"""Nonnegative CPD by HALS (one tensor or a batch), optionally with one factor constrained to dictionary atoms.
 
 .. math::
     \min_{A_1, \dots, A_N \ge 0} \tfrac12 \|M \ast (T - [\![A_1, \dots, A_N]\!])\|_F^2
 
 (M the mask of observed entries, all ones by default). One iteration updates every
 factor n by a few HALS sweeps on :math:`A_n^T` with A = MTTKRP^T and B = the Hadamard
-product of the other Grams (``hals_nnls_``, the package's one NNLS routine); missing
-entries are imputed with the current model at the start of each iteration (EM).
+product of the other Grams (:func:`torchnmf_l1.kernels.hals_nnls_`); missing entries are
+imputed with the current model at the start of each iteration (EM). The step never reads
+the device.
 
-Dictionary constraint on mode c (dictionary D, p x d, :math:`\bar D` its unit-norm
-columns): after the update of :math:`A_c`, its columns are normalised (the scale moves
-to the next factor) and matched to atoms K (distinct optional). ``snap="hard"`` then
-sets :math:`A_c = \bar D(:, K)`; ``snap="flexible"`` adds
-:math:`\tfrac{\delta}{2}\|A_c - \bar D(:, K)\|_F^2` to the update (A += delta D_K^T,
-B += delta I), delta started at :math:`0.01\|T - [\![\cdot]\!]\|^2/\|A_c - \bar D(:,K)\|^2`
-and raised x1.5 while the relative gap exceeds ``raise_gap``.
+Dictionary constraint on mode c (dictionary D, :math:`\bar D` its unit-norm columns): in
+each iteration the modes are updated in the order c+1, ..., N-1, 0, ..., c, so that the
+constrained factor comes last; its columns are then normalised (the scale moves to the
+next factor). At each check (every iteration by default, on the host) they are matched to
+atoms K (distinct optional, an assignment problem): ``snap="hard"`` sets
+:math:`A_c = \bar D(:, K)`; ``snap="flexible"`` adds :math:`\tfrac{\delta}{2}\|A_c - \bar D(:, K)\|_F^2`
+to the next updates of :math:`A_c` (A += delta D_K^T, B += delta I), delta from
+:func:`torchnmf_l1.kernels.proximal_weight`. The fit ends with :math:`A_c = D(:, K)` exactly.
 
 References
 ----------
@@ -28,187 +30,188 @@ Laboratory Systems 75(2), 2005.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import Tensor
 
-from ..kernels import hals_nnls_, match_atoms, subspace_atoms
-from ..kernels.cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
+from .. import kernels
+from ..fit import FitDefaults
+from ..params import Integer, Param
+from ..problem import CPProblem, CPState
 from ..registry import register_solver
+from .base import Solver, SolverOutput
+from .dictionary import PROXIMAL_OPTIONS
 
 __all__ = ["CPHALS"]
 
 
-@register_solver("hals", model="cp")
-class CPHALS:
-    """HALS for (dictionary-constrained) nonnegative CPD; updates ``factors`` in place.
+@register_solver("hals", family="cp")
+class CPHALS(Solver):
+    """HALS for (dictionary-constrained) nonnegative CPD; updates ``state.factors`` in place.
 
-    Parameters
-    ----------
-    T : Tensor, order N
-        Data (entries outside ``mask`` are ignored and may be anything finite).
-    factors : list of N Tensors, shapes (I_n, r)
-        Initial factors, updated in place.
-    mask : bool Tensor like T, optional
-        True where T is observed.
-    dictionary : Tensor (I_c x d), optional
-        Dictionary of mode ``dict_mode``.
-    dict_mode : int
-    distinct : bool
-    snap : {"hard", "flexible"}
-    atoms_init : {"match", "subspace"}
-        "match": plain HALS during the warm-up, then the atoms best matching the
-        factor. "subspace": the atoms whose span best contains the mode's unfolding
-        (:func:`~torchnmf_l1.kernels.subspace_atoms`), set before the first iteration and
-        held fixed during the warm-up while the other factors are fitted; right when the
-        factor is not identifiable but its column space is (rank above the other dimensions).
-    **options
-        ``inner_sweeps`` (5), ``warmup`` (20: plain HALS iterations before the
-        first matching, so that the atoms are not frozen from a random start),
-        ``delta_factor`` (0.01), ``growth`` (1.5),
-        ``raise_gap`` (0.01), ``stop_gap`` (0.05).
+    ``atoms_init`` of the problem: ``"match"`` runs plain HALS during the warm-up, then
+    matches the factor to atoms; ``"subspace"`` chooses the atoms whose span best contains
+    the mode's unfolding (:func:`~torchnmf_l1.kernels.subspace_atoms`) before the first
+    iteration and holds them during the warm-up while the other factors are fitted.
     """
 
-    name: ClassVar[str] = "hals"
-    options: ClassVar[dict] = dict(inner_sweeps=5, warmup=20, delta_factor=0.01, growth=1.5, raise_gap=0.01, stop_gap=0.05)
+    options = {
+        "inner_sweeps": Param(5, Integer(1), "HALS sweeps per factor and iteration (5 as in tensorly)"),
+        "warmup": Param(20, Integer(0), "plain HALS iterations before the first matching to atoms"),
+        **{k: v for k, v in PROXIMAL_OPTIONS.items() if k != "inner_sweeps"},
+    }
+    fit_defaults = FitDefaults(max_iter=200, tol=1e-6, check_every=1)
 
-    def __init__(self, T: Tensor, factors, mask=None, *, dictionary=None, dict_mode: int = 0, distinct=True, snap="hard", atoms_init="match", **options):
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise TypeError(f"solver {self.name!r} got unexpected option(s) {unknown}; its options are {sorted(self.options)}")
-        if snap not in ("hard", "flexible"):
-            raise ValueError(f"snap must be 'hard' or 'flexible', got {snap!r}")
-        if atoms_init not in ("match", "subspace"):
-            raise ValueError(f"atoms_init must be 'match' or 'subspace', got {atoms_init!r}")
-        self.config = {**self.options, **options}
-        self.T = T
-        self.factors = list(factors)
-        self.mask = mask
-        self.Tw = T if mask is None else torch.where(mask, T, torch.zeros_like(T))
+    def __init__(self, problem: CPProblem, state: CPState, **options):
+        super().__init__(problem, state, **options)
+        T, mask = problem.T, problem.mask
+        self.factors = state.factors
         self.order = len(self.factors)
-        self.dict_mode = dict_mode
-        self.distinct = distinct
-        self.snap = snap
-        self.K = None
-        self.previous_K = None
+        self.Tw = T if mask is None else torch.where(mask, T, 0.0)
+        self.norm_sq = self.Tw.square().sum(dim=tuple(range(-self.order, 0)))
+        self.c = problem.dict_mode
+        self.Dn = None if problem.dictionary is None else kernels.normalize_columns(
+            problem.dictionary, eps=torch.finfo(problem.dictionary.dtype).tiny)[0]
+        self.K = self.previous_K = None
         self.delta = None
         self.gap = 0.0
-        self.done = False
         self.iteration = 0
-        self._cache = None
-        self.norm_sq = torch.sum(self.Tw * self.Tw) if mask is None else None
-        self.last_objective = None
-        self.half_norm_sq = float(0.5 * torch.sum(self.Tw * self.Tw))
-        if dictionary is not None:
-            tiny = torch.finfo(dictionary.dtype).tiny
-            self.Dn = dictionary / torch.linalg.vector_norm(dictionary, dim=0, keepdim=True).clamp_min(tiny)
-        else:
-            self.Dn = None
-        r = self.factors[0].shape[1]
+        self._last_mttkrp = None
+        self._last_objective = None
+        r = self.factors[0].shape[-1]
         self.eye = torch.eye(r, device=T.device, dtype=T.dtype)
         self.atoms_fixed = False
-        if self.Dn is not None and atoms_init == "subspace":
-            c = self.dict_mode
-            unfolded = torch.movedim(self.Tw, c, 0).reshape(self.Tw.shape[c], -1)
-            self.K = subspace_atoms(unfolded, self.Dn, r)
-            self.factors[c].copy_(self.Dn.index_select(1, self.K))
+        if self.Dn is not None and problem.atoms_init == "subspace":
+            unfolded = torch.movedim(self.Tw, self.c, 0).reshape(self.Tw.shape[self.c], -1)
+            self.K = kernels.subspace_atoms(unfolded, self.Dn, r)
+            self.factors[self.c].copy_(self.Dn.index_select(1, self.K))
             self.atoms_fixed = True
+        c = self.c
+        self.mode_order = list(range(self.order)) if self.Dn is None else [(c + 1 + k) % self.order for k in range(self.order)]
 
-    # -- dictionary mode -------------------------------------------------------------
-    def _normalise_dict_factor(self) -> None:
-        c = self.dict_mode
-        F = self.factors[c]
-        norms = torch.linalg.vector_norm(F, dim=0).clamp_min(torch.finfo(F.dtype).tiny)
-        F /= norms
-        self.factors[(c + 1) % self.order] *= norms
+    @classmethod
+    def check_problem(cls, problem: CPProblem) -> None:
+        if problem.dictionary is not None and problem.batch is not None:
+            raise ValueError("the dictionary-constrained CPD fits one tensor at a time, got a batch")
 
-    def _match(self) -> None:
-        c = self.dict_mode
-        self.previous_K = self.K
-        self.K = match_atoms(self.factors[c], self.Dn, distinct=self.distinct)
-        DK = self.Dn.index_select(1, self.K)
-        if self.snap == "hard":
-            self.factors[c].copy_(DK)
-            self.gap = 0.0
-            return
-        gap_sq = float(torch.sum((self.factors[c] - DK) ** 2))  # one sync per iteration
-        self.gap = (gap_sq / self.K.numel()) ** 0.5
-        if self.delta is None:
-            residual = float(2 * self.objective())
-            self.delta = self.config["delta_factor"] * residual / max(gap_sq, torch.finfo(DK.dtype).eps)
-        elif self.gap > self.config["raise_gap"]:
-            self.delta *= self.config["growth"]
+    def _device(self) -> torch.device:
+        return self.problem.T.device
 
-    def snap_(self) -> None:
-        """Replace the dictionary factor by its atoms (scale kept in the next factor)."""
-        if self.Dn is None:
-            return
-        self._normalise_dict_factor()
-        self.K = match_atoms(self.factors[self.dict_mode], self.Dn, distinct=self.distinct)
-        self.factors[self.dict_mode].copy_(self.Dn.index_select(1, self.K))
+    @property
+    def constrained(self) -> bool:
+        return self.Dn is not None and self.iteration > self.config["warmup"]
 
-    # -- iteration -------------------------------------------------------------------
     def update_mode(self, n: int) -> None:
-        """HALS sweeps on factor n (the dictionary factor is handled by :meth:`step`)."""
+        """HALS sweeps on factor n (with the proximal pull for a flexible dictionary mode)."""
         F = self.factors[n]
-        A = cp_mttkrp(self.Tw, self.factors, n).transpose(0, 1)
-        B = cp_gram_hadamard(self.factors, n)
-        flexible = self.Dn is not None and n == self.dict_mode and self.snap == "flexible" and self.K is not None
-        if flexible and self.delta:
-            A = A + self.delta * self.Dn.index_select(1, self.K).transpose(0, 1)
+        A = kernels.cp_mttkrp(self.Tw, self.factors, n).mT
+        B = kernels.cp_gram_hadamard(self.factors, n)
+        if self.Dn is not None and n == self.c and self.problem.snap == "flexible" and self.delta is not None:
+            A = A + self.delta * self.Dn.index_select(1, self.K).mT
             B = B + self.delta * self.eye
-        Ft = F.transpose(0, 1).contiguous()
-        hals_nnls_(Ft, A, B, max_sweeps=self.config["inner_sweeps"], delta=0.0, keep_rows_positive=True)
-        F.copy_(Ft.transpose(0, 1))
-        self._cache = (n, A) if n == self.order - 1 else None
+        Ft = F.mT.contiguous()
+        kernels.hals_nnls_(Ft, A, B, max_sweeps=self.config["inner_sweeps"], delta=0.0, keep_rows_positive=True,
+                           active=self.active)
+        F.copy_(Ft.mT)
+        self._last_mttkrp = (n, A) if n == self.mode_order[-1] else None
+
+    def _normalise_dict_factor(self) -> None:
+        F = self.factors[self.c]
+        normalised, norms = kernels.normalize_columns(F, eps=torch.finfo(F.dtype).tiny)
+        F.copy_(normalised)
+        self.factors[(self.c + 1) % self.order].mul_(norms)
 
     def step(self) -> None:
-        if self.mask is not None:
-            self.Tw = torch.where(self.mask, self.T, cp_reconstruct(self.factors))
+        """One HALS pass over the factors; the EM imputation first when entries are missing."""
+        if self.problem.mask is not None:
+            self.Tw = torch.where(self.problem.mask, self.problem.T, kernels.cp_reconstruct(self.factors))
         self.iteration += 1
-        self._cache = None
-        constrain = self.Dn is not None and self.iteration > self.config["warmup"]
-        for n in range(self.order):
-            if self.atoms_fixed and not constrain and n == self.dict_mode:
+        self._last_objective = None
+        constrained = self.constrained
+        for n in self.mode_order:
+            if self.atoms_fixed and not constrained and n == self.c:
                 continue  # warm-up around the atoms chosen up front
             self.update_mode(n)
-            if constrain and n == self.dict_mode:
-                self._normalise_dict_factor()
-                self._match()
+        if constrained:
+            self._normalise_dict_factor()
+
+    def at_check(self, tol: float):
+        """Dictionary variants: the atoms (host assignment), the delta schedule and the stopping
+        rule (K stable, the gap small when flexible, the relative change of the objective < tol)."""
+        if not self.constrained:
+            self._last_objective = None
+            return None if self.Dn is None else [False]
+        c, config = self.c, self.config
+        self.previous_K = self.K
+        self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct)
+        DK = self.Dn.index_select(1, self.K)
+        if self.problem.snap == "hard":
+            self.factors[c].copy_(DK)
+            self.gap = 0.0
+        else:
+            gap_sq, gap = kernels.atom_gap(self.factors[c], DK)
+            self.delta = kernels.proximal_weight(
+                self.delta, 2 * self.objective(), gap_sq, gap, factor=config["delta_factor"], growth=config["growth"],
+                raise_gap=config["raise_gap"],
+            )
+            self.gap = float(gap)
+        self._last_mttkrp = None
+        current = float(self.objective())
+        previous, self._last_check = getattr(self, "_last_check", None), current
+        if previous is None or self.previous_K is None or not torch.equal(self.previous_K, self.K):
+            return [False]
+        if self.problem.snap == "flexible" and self.gap > config["stop_gap"]:
+            return [False]
+        floor = torch.finfo(self.problem.T.dtype).eps * 0.5 * float(self.norm_sq)  # an exact fit counts
+        return [abs(previous - current) <= tol * max(abs(previous), floor)]
 
     def objective(self) -> Tensor:
-        r"""Half the squared error on the observed entries (0-dim tensor, no sync).
+        r"""Half the squared error on the observed entries: 0-dim, or (B,) (no sync).
 
         Right after an unconstrained, unmasked step it costs no pass over T (as in
-        tensorly): :math:`\|T\|^2 - 2\langle M_N, A_N\rangle + \langle \ast_n A_n^TA_n, 1\rangle`
+        tensorly): :math:`\|T\|^2 - 2\langle M_N, A_N\rangle + \langle \ast_n A_n^TA_n, A_N^TA_N\rangle`
         with :math:`M_N` the last MTTKRP; otherwise the full reconstruction is formed.
         """
-        if self._cache is not None and self.mask is None and self.Dn is None:
-            n, A = self._cache
-            inner = torch.sum(A * self.factors[n].transpose(0, 1))
-            model_sq = torch.sum(cp_gram_hadamard(self.factors, n) * (self.factors[n].transpose(0, 1) @ self.factors[n]))
-            return (0.5 * (self.norm_sq - 2 * inner + model_sq)).clamp_min(0)
-        residual = self.T - cp_reconstruct(self.factors)
-        if self.mask is not None:
-            residual = torch.where(self.mask, residual, torch.zeros_like(residual))
-        return 0.5 * torch.sum(residual * residual)
+        if self._last_objective is not None:
+            return self._last_objective
+        dims = tuple(range(-self.order, 0))
+        if self._last_mttkrp is not None and self.problem.mask is None and self.Dn is None:
+            n, A = self._last_mttkrp
+            F = self.factors[n]
+            inner = (A * F.mT).sum(dim=(-2, -1))
+            model_sq = (kernels.cp_gram_hadamard(self.factors, n) * (F.mT @ F)).sum(dim=(-2, -1))
+            value = (0.5 * (self.norm_sq - 2 * inner + model_sq)).clamp_min(0)
+        else:
+            residual = self.problem.T - kernels.cp_reconstruct(self.factors)
+            if self.problem.mask is not None:
+                residual = torch.where(self.problem.mask, residual, 0.0)
+            value = 0.5 * residual.square().sum(dim=dims)
+        self._last_objective = value
+        return value
 
-    def stop_rule(self, tol: float):
-        """A :func:`torchnmf_l1.run_fit` callback for the dictionary variants.
+    def finish(self) -> SolverOutput:
+        extra = {}
+        if self.Dn is not None:
+            # the final snap: factor c = D(:, K) exactly, its scale moved to the next factor
+            c = self.c
+            self._normalise_dict_factor()
+            self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct)
+            raw = self.problem.dictionary.index_select(1, self.K)
+            self.factors[c].copy_(raw)
+            self.factors[(c + 1) % self.order].div_(torch.linalg.vector_norm(raw, dim=0))
+            if self.problem.snap == "flexible":  # polish the free factors around the snapped atoms
+                self.delta = None
+                for _ in range(10):
+                    for n in range(self.order):
+                        if n != c:
+                            self.update_mode(n)
+            self._last_mttkrp = self._last_objective = None
+            extra["indices"] = self.K.tolist()
+            extra["final_objective"] = float(self.objective())
+        value = self.objective()
+        norm = self.norm_sq.sqrt().clamp_min(torch.finfo(value.dtype).tiny)
+        extra["relative_error"] = (torch.sqrt(2 * value) / norm).tolist()
+        factors = {"factors": list(self.factors)}
+        if self.K is not None:
+            factors["indices"] = self.K
+        return SolverOutput(factors, extra)
 
-        Stops when K did not change, the relative gap is <= ``stop_gap`` (flexible)
-        and the objective changed by less than ``tol`` (relatively) since the last check.
-        """
-
-        def rule(info) -> bool:
-            previous, self.last_objective = self.last_objective, info.objective
-            if previous is None or self.previous_K is None or not torch.equal(self.previous_K, self.K):
-                return False
-            if self.snap == "flexible" and self.gap > self.config["stop_gap"]:
-                return False
-            floor = torch.finfo(self.T.dtype).eps * self.half_norm_sq  # an exact fit counts as converged
-            self.done = abs(previous - info.objective) <= tol * max(abs(previous), floor)
-            return self.done
-
-        return rule

@@ -6,13 +6,20 @@ Find r atoms K of a known dictionary D (p x d) and V >= 0 with X ~ D(:, K) V thr
     \min_{U \ge 0,\, V \ge 0,\, K}\; \tfrac12\|X - UV\|_F^2 + \tfrac{\delta}{2}\|U - \bar D(:, K)\|_F^2,
 
 where :math:`\bar D` has unit-norm columns and U's columns are kept at unit norm (the
-scale moves to V). One iteration: V by HALS (A = U^T X, B = U^T U); U by HALS with the
-proximal term (A = V X^T + delta D(:,K)^T, B = V V^T + delta I); K by the best-correlated
+scale moves to V). One iteration (:meth:`ProximalDictionaryNMF.step`, device only): V by
+HALS (A = U^T X, B = U^T U); U by HALS with the proximal term (A = V X^T + delta D(:,K)^T,
+B = V V^T + delta I), normalised. At each check (every iteration by default,
+:meth:`~ProximalDictionaryNMF.at_check`, on the host): K by the best-correlated
 normalised atom of every column of U (distinct atoms through an assignment problem;
-several dictionaries with required counts through the assignment on duplicated columns).
-delta starts at :math:`0.01\|X-UV\|_F^2/\|U-\bar D(:,K)\|_F^2` and is multiplied by 1.5
-while :math:`\|U-\bar D(:,K)\|_F > 0.01\|\bar D(:,K)\|_F`; the iteration stops when K did
-not change and :math:`\|U-\bar D(:,K)\|_F \le 0.05\|\bar D(:,K)\|_F`.
+several dictionaries with required counts through the assignment on duplicated
+columns), then the weight delta (:func:`torchnmf_l1.kernels.proximal_weight`): started at
+:math:`0.01\|X-UV\|_F^2/\|U-\bar D(:,K)\|_F^2` and multiplied by 1.5 while
+:math:`\|U-\bar D(:,K)\|_F > 0.01\|\bar D(:,K)\|_F`. The fit stops when K did not change
+and :math:`\|U-\bar D(:,K)\|_F \le 0.05\|\bar D(:,K)\|_F`.
+
+The starting atoms: r random atoms, or the columns a separable method picks on X (run
+through the registry and the shared fit path, so d-X starts exactly where X ends), each
+matched to its best atom. The end: H = argmin ||X - D(:, K) H||, never worse than the start.
 
 References
 ----------
@@ -24,106 +31,158 @@ Geoscience and Remote Sensing Letters 15(2), 2018.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import time
 
 import torch
 from torch import Tensor
 
-from ..kernels import frobenius_loss, hals_nnls_, match_atoms
-from ..registry import register_solver
+from .. import kernels
+from ..fit import FitDefaults, FitOptions, fit_solver
+from ..params import Integer, Number, Param
+from ..problem import DictionaryProblem
+from ..registry import get_solver, register_solver
+from .base import Solver, SolverOutput
 
 __all__ = ["ProximalDictionaryNMF"]
 
+PROXIMAL_OPTIONS = {
+    "inner_sweeps": Param(10, Integer(1), "HALS sweeps per block and iteration"),
+    "delta_factor": Param(0.01, Number(0, closed="neither"), "the first delta, as a fraction of the fit over the gap"),
+    "growth": Param(1.5, Number(1), "factor of delta while the gap exceeds raise_gap"),
+    "raise_gap": Param(0.01, Number(0), "relative gap above which delta grows"),
+    "stop_gap": Param(0.05, Number(0), "relative gap under which a stable K stops the fit"),
+}
 
-@register_solver("proximal", model="dictionary")
-class ProximalDictionaryNMF:
-    """Alternating proximal HALS for dictionary NMF (updates U, V, K in place).
 
-    Parameters
-    ----------
-    X : Tensor, shape (p, n)
-        Dense nonnegative data.
-    D : Tensor, shape (p, d)
-        Dictionary (columns are the atoms).
-    K : Tensor of int64, shape (r,)
-        Initial atoms.
-    V : Tensor, shape (r, n)
-        Initial weights (updated in place).
-    distinct, groups, counts :
-        Passed to :func:`torchnmf_l1.kernels.match_atoms`.
-    **options
-        ``inner_sweeps`` (HALS sweeps per block, 10), ``delta_factor`` (0.01),
-        ``growth`` (1.5), ``raise_gap`` (0.01), ``stop_gap`` (0.05).
+@register_solver("proximal", family="dictionary")
+class ProximalDictionaryNMF(Solver):
+    """Alternating proximal HALS for dictionary NMF (module docstring).
 
     Attributes
     ----------
     U : Tensor, shape (p, r)
         The relaxed factor (unit-norm columns).
-    delta : float
+    V : Tensor, shape (r, n)
+    K : Tensor of int64, shape (r,)
+    delta : Tensor or None
     gap : float
-        :math:`\\|U - \\bar D(:,K)\\|_F / \\|\\bar D(:,K)\\|_F` at the last step.
-    done : bool
-        The stopping rule is met.
+        :math:`\\|U - \\bar D(:,K)\\|_F / \\|\\bar D(:,K)\\|_F` at the last check.
     """
 
-    name: ClassVar[str] = "proximal"
-    options: ClassVar[dict] = dict(inner_sweeps=10, delta_factor=0.01, growth=1.5, raise_gap=0.01, stop_gap=0.05)
+    options = PROXIMAL_OPTIONS
+    fit_defaults = FitDefaults(max_iter=200, tol=0.0, check_every=1)
 
-    def __init__(self, X: Tensor, D: Tensor, K: Tensor, V: Tensor, *, distinct=True, groups=None, counts=None, **options):
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise TypeError(f"solver {self.name!r} got unexpected option(s) {unknown}; its options are {sorted(self.options)}")
-        self.config = {**self.options, **options}
+    def __init__(self, problem: DictionaryProblem, state=None, **options):
+        super().__init__(problem, state, **options)
+        start = time.perf_counter()
+        D, X = problem.dictionary, problem.X
         tiny = torch.finfo(D.dtype).tiny
-        self.X = X
-        self.D = D
-        self.Dn = D / torch.linalg.vector_norm(D, dim=0, keepdim=True).clamp_min(tiny)
-        self.K = K
-        self.V = V
-        self.U = self.Dn.index_select(1, K).clone()
-        self.distinct, self.groups, self.counts = distinct, groups, counts
+        self.X, self.D = X, D
+        self.Dn, _ = kernels.normalize_columns(D, eps=tiny)
+        self.separable = None
+        K0, H0 = self._initial()
+        self.time_init = time.perf_counter() - start
+        self.K0, self.H0 = K0, H0
+        self.init_error = float(kernels.relative_error(X, D.index_select(1, K0), H0))
+        self.K = K0
+        self.previous_K = K0
+        self.U = self.Dn.index_select(1, K0).clone()
+        self.V = H0 * torch.linalg.vector_norm(D.index_select(1, K0), dim=0)[:, None]
         self.delta = None
         self.gap = float("inf")
-        self.done = False
-        self.eye = torch.eye(K.numel(), device=X.device, dtype=X.dtype)
+        self.eye = torch.eye(K0.numel(), device=X.device, dtype=X.dtype)
+        self._started = time.perf_counter()
 
-    def _normalise(self) -> None:
-        norms = torch.linalg.vector_norm(self.U, dim=0).clamp_min(torch.finfo(self.U.dtype).tiny)
-        self.U /= norms
-        self.V *= norms[:, None]
+    def _match(self, U: Tensor, D: Tensor) -> Tensor:
+        p = self.problem
+        return kernels.match_atoms(U, D, distinct=p.distinct, groups=p.groups, counts=p.counts)
+
+    def _nnls(self, K: Tensor, H0: Tensor | None = None) -> Tensor:
+        W = self.D.index_select(1, K)
+        start = kernels.least_squares_start(W, self.X) if H0 is None else H0
+        return kernels.nnls_columns(self.X, W, start, max_sweeps=self.problem.nnls_max_sweeps, delta=1e-6)
+
+    def _initial(self) -> tuple[Tensor, Tensor]:
+        """K0 (matched atoms) and H0 = argmin ||X - D(:,K0) H||."""
+        p, D = self.problem, self.D
+        if p.init == "random":
+            choice = torch.randperm(D.shape[1], generator=p.generator, device=D.device)[: p.rank]
+            K0 = self._match(D.index_select(1, choice), D)
+            return K0, self._nnls(K0)
+        # the plain separable method, so that d-X starts where X ends (same problem, same options)
+        start = time.perf_counter()
+        solver = get_solver(p.init, family="separable").create(p.init_problem, None, **(p.init_options or {}))
+        result, output = fit_solver(solver, FitOptions(warn=False))
+        U0, H0 = output.factors["W"], output.factors["H"]
+        options = dict(p.init_options or {})
+        if p.init_problem.subsample is not None:
+            options["subsample"] = p.init_problem.subsample
+        self.separable = dict(
+            method=p.init,
+            options=options,
+            indices=result.extra["indices"],
+            relative_error=result.extra["relative_error"],
+            n_iter=result.n_iter,
+            time=time.perf_counter() - start,
+        )
+        K0 = self._match(U0, D)
+        if torch.equal(D.index_select(1, K0), U0):
+            return K0, H0.clone()  # the atoms are the selected columns (X is its own dictionary)
+        # warm start: X(:, k)'s weights rescaled to the norm of its matched atom
+        tiny = torch.finfo(D.dtype).tiny
+        ratio = torch.linalg.vector_norm(U0, dim=0) / torch.linalg.vector_norm(D.index_select(1, K0), dim=0).clamp_min(tiny)
+        return K0, self._nnls(K0, H0 * ratio[:, None])
 
     def step(self) -> None:
+        """V, then U with the proximal pull towards the current atoms; no host sync."""
         sweeps = self.config["inner_sweeps"]
         U, V, X = self.U, self.V, self.X
-        hals_nnls_(V, U.transpose(0, 1) @ X, U.transpose(0, 1) @ U, max_sweeps=sweeps, delta=0.0)
+        kernels.hals_nnls_(V, U.mT @ X, U.mT @ U, max_sweeps=sweeps, delta=0.0)
         DK = self.Dn.index_select(1, self.K)
         delta = 0.0 if self.delta is None else self.delta
-        Ut = U.transpose(0, 1).contiguous()
-        A = V @ X.transpose(0, 1) + delta * DK.transpose(0, 1)
-        B = V @ V.transpose(0, 1) + delta * self.eye
-        hals_nnls_(Ut, A, B, max_sweeps=sweeps, delta=0.0, keep_rows_positive=True)
-        U.copy_(Ut.transpose(0, 1))
-        self._normalise()
-        previous = self.K
-        self.K = match_atoms(U, self.Dn, distinct=self.distinct, groups=self.groups, counts=self.counts)
-        DK = self.Dn.index_select(1, self.K)
-        # one host sync per iteration: the stopping rule and the delta schedule need the gap
-        gap_sq = float(torch.sum((U - DK) ** 2))
-        self.gap = (gap_sq / self.K.numel()) ** 0.5  # ||D_K||_F^2 = r (unit atoms)
-        if self.delta is None:
-            residual = float(2 * frobenius_loss(X, U, V))
-            self.delta = self.config["delta_factor"] * residual / max(gap_sq, torch.finfo(X.dtype).eps)
-        elif self.gap > self.config["raise_gap"]:
-            self.delta *= self.config["growth"]
-        self.done = bool(torch.equal(previous, self.K)) and self.gap <= self.config["stop_gap"]
+        Ut = U.mT.contiguous()
+        A = V @ X.mT + delta * DK.mT
+        B = V @ V.mT + delta * self.eye
+        kernels.hals_nnls_(Ut, A, B, max_sweeps=sweeps, delta=0.0, keep_rows_positive=True)
+        self.U, norms = kernels.normalize_columns(Ut.mT, eps=torch.finfo(U.dtype).tiny)
+        self.V = V * norms[:, None]
+
+    def at_check(self, tol: float):
+        """The assignment of atoms (on the host), the delta schedule and the stopping rule."""
+        c = self.config
+        self.previous_K, self.K = self.K, self._match(self.U, self.Dn)
+        gap_sq, gap = kernels.atom_gap(self.U, self.Dn.index_select(1, self.K))
+        residual = 2 * kernels.frobenius_loss(self.X, self.U, self.V)
+        self.delta = kernels.proximal_weight(
+            self.delta, residual, gap_sq, gap, factor=c["delta_factor"], growth=c["growth"], raise_gap=c["raise_gap"]
+        )
+        self.gap = float(gap)
+        return [bool(torch.equal(self.previous_K, self.K)) and self.gap <= c["stop_gap"]]
 
     def objective(self) -> Tensor:
         """Relaxed objective :math:`\\tfrac12\\|X-UV\\|^2 + \\tfrac{\\delta}{2}\\|U - \\bar D(:,K)\\|^2` (0-dim)."""
         delta = 0.0 if self.delta is None else self.delta
         DK = self.Dn.index_select(1, self.K)
-        return frobenius_loss(self.X, self.U, self.V) + 0.5 * delta * torch.sum((self.U - DK) ** 2)
+        return kernels.frobenius_loss(self.X, self.U, self.V) + 0.5 * delta * torch.sum((self.U - DK) ** 2)
 
-    @staticmethod
-    def stop_rule(info) -> bool:
-        """Callback for :func:`torchnmf_l1.run_fit`: stop once K is stable and U is near D(:, K)."""
-        return info.solver.done
+    def finish(self) -> SolverOutput:
+        D, X, K = self.D, self.X, self.K
+        scale = torch.linalg.vector_norm(D.index_select(1, K), dim=0).clamp_min(torch.finfo(D.dtype).tiny)
+        H = self._nnls(K, (self.V / scale[:, None]).clamp_min(0))
+        error = float(kernels.relative_error(X, D.index_select(1, K), H))
+        kept_init = error > self.init_error
+        if kept_init:  # never return worse than the start (reported in extra)
+            K, H, error = self.K0, self.H0, self.init_error
+        extra = dict(
+            kept_init=kept_init,
+            indices=K.tolist(),
+            init_indices=self.K0.tolist(),
+            init_relative_error=self.init_error,
+            relative_error=error,
+            delta=None if self.delta is None else float(self.delta),
+            gap=self.gap,
+            time_init=self.time_init,
+            separable=self.separable,
+            time_total=self.time_init + time.perf_counter() - self._started,
+        )
+        return SolverOutput({"indices": K, "H": H}, extra)

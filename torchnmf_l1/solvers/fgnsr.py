@@ -37,114 +37,78 @@ import torch
 from torch import Tensor
 
 from .. import kernels
+from ..fit import FitDefaults
+from ..params import Boolean, Choice, Integer, Number, OneOf, Param
 from ..registry import register_solver
 from .separable import SeparableSolver
 
 __all__ = ["FGNSR"]
 
 
-@register_solver("fgnsr", model="separable")
+@register_solver("fgnsr", family="separable")
 class FGNSR(SeparableSolver):
-    """FGNSR solver (iterative; driven by :func:`torchnmf_l1.fit.run_fit`).
+    """FGNSR solver (iterative; driven by the fit loop, 500 iterations and tol 1e-6 by default).
 
-    Options
-    -------
-    mu : float or None
-        Fixed initial mu; None derives it from the SPA residual (needs ``rank``).
-    adjust_mu : bool
-        Move mu so that trace(X) approaches ``trace_target`` (default r/2 + 1).
-    adjust_every, adjust_iters : int
-        Adjust mu every ``adjust_every`` iterations during the first ``adjust_iters``.
-    extract : {"diag", "spa"}
-        K from the r largest diagonal entries of X or from SPA on X^T.
-    weights : {"l1", "ones"}
-        w of Omega: column l1 norms of M, or all ones.
-    spa_init : bool
-        Start from the SPA solution (else from X = 0).
-    p_noise : float
-        p = 1 + p_noise * U[0, 1) (from the generator).
-
-    Fitted by :func:`~torchnmf_l1.fit.run_fit` with ``default_max_iter`` = 500 and
-    ``default_tol`` = 1e-6 (relative change of the objective between checks).
+    The mu adjustment raises the objective at the first checks; the fit loop never takes
+    an increase for convergence, so a positive tol is safe here.
     """
 
     one_shot = False
     detects_rank = True
-    default_max_iter = 500
-    # the mu adjustment raises the objective at the first checks; the fit loop does not
-    # take an increase larger than tol as convergence, so a positive tol is safe here
-    default_tol = 1e-6
+    fit_defaults = FitDefaults(max_iter=500, tol=1e-6, check_every=10)
     options = {
-        "mu": None,
-        "adjust_mu": True,
-        "adjust_every": 10,
-        "adjust_iters": 200,
-        "trace_target": None,
-        "extract": "diag",
-        "weights": "l1",
-        "spa_init": True,
-        "p_noise": 1e-2,
+        "mu": Param(None, OneOf(None, Number(0, closed="neither")), "fixed initial mu; None derives it from the SPA residual (needs rank)"),
+        "adjust_mu": Param(True, Boolean(), "move mu so that trace(X) approaches trace_target"),
+        "adjust_every": Param(10, Integer(1), "iterations between two adjustments of mu"),
+        "adjust_iters": Param(200, Integer(0), "mu is adjusted during the first adjust_iters iterations"),
+        "trace_target": Param(None, OneOf(None, Number(0, closed="neither")), "target of trace(X) (None: r/2 + 1)"),
+        "extract": Param("diag", Choice("diag", "spa"), "K from the r largest diagonal entries of X, or by SPA on X^T"),
+        "weights": Param("l1", Choice("l1", "ones"), "w of Omega: the column l1 norms of M, or all ones"),
+        "spa_init": Param(True, Boolean(), "start from the SPA solution (else from X = 0)"),
+        "p_noise": Param(1e-2, Number(0), "p = 1 + p_noise * U[0, 1) (from the generator)"),
     }
 
-    def __init__(self, X: Tensor, rank, *, generator=None, **options):
-        super().__init__(X, rank, generator=generator, **options)
+    def __init__(self, problem, state=None, **options):
+        super().__init__(problem, state, **options)
         cfg = self.config
-        if cfg["extract"] not in ("diag", "spa"):
-            raise ValueError(f"extract must be 'diag' or 'spa', got {cfg['extract']!r}")
-        if cfg["weights"] not in ("l1", "ones"):
-            raise ValueError(f"weights must be 'l1' or 'ones', got {cfg['weights']!r}")
+        rank = self.rank
         if rank is None and cfg["mu"] is None:
             raise ValueError("fgnsr with rank=None needs an explicit mu (the rank is then read from the diagonal)")
-        M = X
+        M = self.X
         n = M.shape[1]
         self.M = M
         self.w = M.sum(dim=0) if cfg["weights"] == "l1" else M.new_ones(n)
         self.L = torch.linalg.matrix_norm(M, ord=2) ** 2
-        u = torch.rand(n, generator=generator, device=M.device, dtype=M.dtype)
+        u = torch.rand(n, generator=self.generator, device=M.device, dtype=M.dtype)
         self.p = 1 + cfg["p_noise"] * u
         Xs = M.new_zeros(n, n)
         mu = None
         if rank is not None and (cfg["spa_init"] or cfg["mu"] is None):
             K = kernels.spa(M, rank)
             W = M.index_select(1, K)
-            H = M.new_zeros(rank, n)
-            kernels.hals_nnls_(H, W.transpose(0, 1) @ M, W.transpose(0, 1) @ W, max_sweeps=500, delta=1e-6)
+            H = kernels.nnls_columns(M, W)
             mu = 0.5 * torch.sum((M - W @ H) ** 2) / rank
             if cfg["spa_init"]:
                 Xs[K] = H
                 Xs = kernels.project_omega(Xs, self.w)
         self.mu = M.new_tensor(cfg["mu"]) if cfg["mu"] is not None else mu.clamp_min(torch.finfo(M.dtype).tiny)
         self.target = cfg["trace_target"] if cfg["trace_target"] is not None else (rank / 2 + 1 if rank else None)
-        self.Xs = Xs
-        self.MX = M @ Xs
-        self.Y = Xs.clone()
-        self.MY = self.MX.clone()
-        self.t = M.new_ones(())
-        self.f = self._objective(self.MX, Xs)
+        MX = M @ Xs
+        self.momentum = kernels.MomentumState(Xs, MX, Xs, MX, M.new_ones(()), self._objective(MX, Xs))
         self.iteration = 0
 
     def _objective(self, MX: Tensor, Xs: Tensor) -> Tensor:
         return 0.5 * torch.sum((self.M - MX) ** 2) + self.mu * (self.p @ torch.diagonal(Xs))
 
     def step(self) -> None:
-        """One accelerated projected-gradient iteration (in place, no host sync)."""
-        M = self.M
-        G = M.transpose(0, 1) @ (self.MY - M)
+        """One accelerated projected-gradient iteration (no host sync)."""
+        M, state = self.M, self.momentum
+        G = M.mT @ (state.ay - M)
         G.diagonal().add_(self.mu * self.p)
-        # Y - G / L written into G: one pass over the n x n iterate, no new allocation
-        Xn = kernels.project_omega(torch.addcdiv(self.Y, G, self.L, value=-1, out=G), self.w)
+        # y - G / L written into G: one pass over the n x n iterate, no new allocation
+        Xn = kernels.project_omega(torch.addcdiv(state.y, G, self.L, value=-1, out=G), self.w)
         MXn = M @ Xn
-        fn = self._objective(MXn, Xn)
-        rise = fn > self.f
-        t_next = 0.5 * (1 + torch.sqrt(1 + 4 * self.t * self.t))
-        beta = torch.where(rise, torch.zeros_like(t_next), (self.t - 1) / t_next)
-        X_new = torch.where(rise, self.Xs, Xn)
-        MX_new = torch.where(rise, self.MX, MXn)
-        self.Y = torch.lerp(X_new, self.Xs, -beta)  # X_new + beta (X_new - Xs) in one pass
-        self.MY = MX_new + beta * (MX_new - self.MX)
-        self.t = torch.where(rise, torch.ones_like(t_next), t_next)
-        self.f = torch.where(rise, self.f, fn)
-        self.Xs, self.MX = X_new, MX_new
+        state = kernels.accelerated_update(state, Xn, MXn, self._objective(MXn, Xn))
         self.iteration += 1
         cfg = self.config
         if (
@@ -153,24 +117,30 @@ class FGNSR(SeparableSolver):
             and self.iteration <= cfg["adjust_iters"]
             and self.iteration % cfg["adjust_every"] == 0
         ):
-            ratio = (torch.trace(self.Xs) / self.target).clamp(0.5, 2.0)
+            ratio = (torch.trace(state.x) / self.target).clamp(0.5, 2.0)
             self.mu = self.mu * ratio
-            self.f = self._objective(self.MX, self.Xs)
-            self.Y, self.MY, self.t = self.Xs, self.MX, torch.ones_like(self.t)
+            # the objective changed with mu: restart the momentum from the iterate
+            state = kernels.MomentumState(state.x, state.ax, state.x, state.ax, torch.ones_like(state.t),
+                                          self._objective(state.ax, state.x))
+        self.momentum = state
         self.indices = None
 
     def objective(self) -> Tensor:
         """Current FGNSR objective (0-dim tensor; no host sync)."""
-        return self.f
+        return self.momentum.f
 
     @property
     def solution(self) -> Tensor:
         """The current n x n matrix X of the relaxation."""
-        return self.Xs
+        return self.momentum.x
 
     def select(self) -> Tensor:
-        diag = torch.diagonal(self.Xs)
+        diag = torch.diagonal(self.solution)
         rank = self.rank if self.rank is not None else max(1, int((diag >= 0.5).sum()))
         if self.config["extract"] == "spa":
-            return kernels.spa(self.Xs.transpose(0, 1).contiguous(), rank)
+            return kernels.spa(self.solution.mT.contiguous(), rank)
         return torch.topk(diag, rank).indices
+
+    def report(self) -> dict:
+        """``diagonal``: diag(X) of the relaxation (in the selection space)."""
+        return {"diagonal": torch.diagonal(self.solution).clone()}

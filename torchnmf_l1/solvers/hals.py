@@ -1,4 +1,4 @@
-r"""Accelerated HALS for Frobenius NMF (Gillis and Glineur, 2012).
+r"""Accelerated HALS for Frobenius NMF (Gillis and Glineur, 2012), one problem or a batch.
 
 .. math:: \min_{W, H \ge 0} \tfrac12 \|X - WH\|_F^2 + \text{penalties}
 
@@ -7,7 +7,8 @@ for W; ``W^T X`` and ``W^T W`` for H, cost O(mnr) or O(nnz r)) and then repeats
 the cheap HALS sweeps (O(r^2 m) or O(r^2 n) each) while they pay off: at most
 ``1 + floor(alpha * rho)`` sweeps, with rho the ratio of the cost of the products
 to that of a sweep, and stopping earlier once the change of the factor falls under
-``delta`` times the change of the first sweep.
+``delta`` times the change of the first sweep (a device-side mask: the step never
+reads the device).
 
 References
 ----------
@@ -20,73 +21,71 @@ from __future__ import annotations
 import torch
 
 from .. import kernels
+from ..params import Boolean, Number, Param
 from ..registry import register_solver
-from .base import Solver
+from .base import NMFSolver
 
 __all__ = ["AcceleratedHALS"]
 
 
-@register_solver("hals", default_for=("frobenius",))
-class AcceleratedHALS(Solver):
-    """Accelerated hierarchical alternating least squares.
-
-    Options
-    -------
-    alpha : float
-        Weight of the cost ratio rho in the number of inner sweeps. The paper's 0.5
-        assumes a sweep costs its flop count; here a sweep is r memory-bound ``addmv``
-        calls (each reads the whole factor) while the products are compute-bound
-        ``mm`` calls, so a sweep costs about five times its flop share and the default
-        is 0.1 (measured on CBCL and a 2000 x 1500 synthetic matrix, see
-        ``experiments/bench_frobenius.py``). ``alpha=0`` gives plain HALS (one sweep
-        per factor and iteration, as scikit-learn's ``cd``).
-    delta : float
-        Relative change under which the inner sweeps stop (paper: 0.1).
-    scale_init : bool
-        Rescale W once at the start so that the scale of WH is optimal (Gillis, 2012).
-    """
+@register_solver("hals", family="nmf", default_for=("frobenius",))
+class AcceleratedHALS(NMFSolver):
+    """Accelerated hierarchical alternating least squares (module docstring)."""
 
     losses = frozenset({"frobenius"})
-    options = {"alpha": 0.1, "delta": 0.1, "scale_init": True}
+    options = {
+        "alpha": Param(
+            0.1,
+            Number(0),
+            "weight of the cost ratio rho in the number of inner sweeps. The paper's 0.5 assumes a "
+            "sweep costs its flop count; here a sweep is r memory-bound row updates while the products "
+            "are compute-bound GEMMs, so a sweep costs about five times its flop share and the default "
+            "is 0.1 (measured on CBCL and a 2000 x 1500 matrix, experiments/bench_frobenius.py); 0 gives "
+            "plain HALS (one sweep per factor, as scikit-learn's cd)",
+        ),
+        "delta": Param(0.1, Number(0), "relative change under which the inner sweeps stop (paper: 0.1)"),
+        "scale_init": Param(True, Boolean(), "rescale W once at the start so that the scale of WH is optimal"),
+    }
 
-    def __init__(self, problem, W, H, **kwargs):
-        super().__init__(problem, W, H, **kwargs)
-        m, n = problem.data.shape
-        r = W.shape[1]
-        nnz_cost = problem.data.values.numel() if problem.data.sparse else m * n
-        alpha = float(self.config["alpha"])
+    def __init__(self, problem, state, **options):
+        super().__init__(problem, state, **options)
+        data = problem.data
+        m, n = problem.shape
+        r = state.W.shape[-1]
+        per_problem_nnz = data.values.numel() / (problem.batch or 1) if data.sparse else m * n
+        alpha = self.config["alpha"]
         # rho = (cost of the products + one sweep) / cost of one sweep
-        self.sweeps_W = 1 + int(alpha * (1 + (nnz_cost * r + n * r * r) / (m * (r + 1) * r)))
-        self.sweeps_H = 1 + int(alpha * (1 + (nnz_cost * r + m * r * r) / (n * (r + 1) * r)))
-        self.delta = float(self.config["delta"])
-        self.data_t = problem.data.T
+        self.sweeps_W = 1 + int(alpha * (1 + (per_problem_nnz * r + n * r * r) / (m * (r + 1) * r)))
+        self.sweeps_H = 1 + int(alpha * (1 + (per_problem_nnz * r + m * r * r) / (n * (r + 1) * r)))
+        self.delta = self.config["delta"]
+        self.data_t = data.T
+        # W is kept as the transpose of a contiguous W^T: the rows a W sweep updates are contiguous
+        self.Wt = state.W.mT.contiguous()
+        state.W = self.Wt.mT
         if self.config["scale_init"] and self.update_W and self.update_H:
             self._scale_()
 
     def _scale_(self) -> None:
-        # argmin_s ||X - s W H||_F: s = <X, WH> / ||WH||^2
-        d = self.problem.data
-        with torch.no_grad():
-            XHt = kernels.x_ht(d.X, self.H)
-            numerator = torch.sum(XHt * self.W)
-            denominator = torch.sum(kernels.gram(self.W) * kernels.gram(self.H, transpose=True))
-            scale = numerator / denominator.clamp_min(torch.finfo(self.W.dtype).tiny)
-            self.W.mul_(torch.where(scale > 0, scale, 1.0))
+        # argmin_s ||X - s W H||_F per problem: s = <X, WH> / ||WH||^2
+        d, W, H = self.problem.data, self.W, self.H
+        numerator = (kernels.x_ht(d.X, H) * W).sum(dim=(-2, -1))
+        denominator = (kernels.gram(W) * kernels.gram(H, transpose=True)).sum(dim=(-2, -1))
+        scale = numerator / denominator.clamp_min(torch.finfo(W.dtype).tiny)
+        scale = torch.where(scale > 0, scale, 1.0)
+        self.Wt.mul_(scale.reshape(scale.shape + (1, 1)))
 
     def step(self) -> None:
         pen = self.problem.penalties
         if self.update_W:
-            A = kernels.wt_x(self.H.transpose(0, 1), self.data_t.X, self.data_t.X_t)  # H X^T, r x m
-            B = kernels.gram(self.H, transpose=True)
+            dt = self.data_t
+            A = kernels.wt_x(self.H.mT, dt.X, dt.X_t)  # H X^T, (.., r, m)
             kernels.hals_nnls_(
-                self.W.transpose(0, 1), A, B, max_sweeps=self.sweeps_W, delta=self.delta, l1=pen.l1_W, l2=pen.l2_W,
-                keep_rows_positive=True,
+                self.Wt, A, kernels.gram(self.H, transpose=True), max_sweeps=self.sweeps_W, delta=self.delta,
+                l1=pen.l1_W, l2=pen.l2_W, keep_rows_positive=True, active=self.active,
             )
         if self.update_H:
             d = self.problem.data
-            A = kernels.wt_x(self.W, d.X, d.X_t)
-            B = kernels.gram(self.W)
             kernels.hals_nnls_(
-                self.H, A, B, max_sweeps=self.sweeps_H, delta=self.delta, l1=pen.l1_H, l2=pen.l2_H,
-                keep_rows_positive=True,
+                self.H, kernels.wt_x(self.W, d.X, d.X_t), kernels.gram(self.W), max_sweeps=self.sweeps_H,
+                delta=self.delta, l1=pen.l1_H, l2=pen.l2_H, keep_rows_positive=True, active=self.active,
             )

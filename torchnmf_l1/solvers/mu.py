@@ -2,8 +2,8 @@ r"""Multiplicative updates for the beta-divergence family (beta = 2 Frobenius, 1
 
 .. math:: \min_{W, H \ge 0} D_\beta(X \mid WH) + \text{penalties}
 
-Works on torch.sparse X without densifying it (see
-:func:`torchnmf_l1.kernels.beta_mu_ratio_terms`).
+One problem or a batch; works on torch.sparse X without densifying it (see
+:func:`torchnmf_l1.kernels.beta_mu_ratio_terms`). The step never reads the device.
 
 References
 ----------
@@ -15,27 +15,27 @@ beta-divergence", Neural Computation 23(9), 2011.
 from __future__ import annotations
 
 from .. import kernels
+from ..params import Number, OneOf, Param
 from ..registry import register_solver
-from .base import Solver
+from .base import NMFSolver
 
 __all__ = ["MultiplicativeUpdates"]
 
 
-@register_solver("mu", default_for=("kl", "is", "beta"))
-class MultiplicativeUpdates(Solver):
-    """Multiplicative updates with the monotone exponent gamma(beta); W then H each iteration.
-
-    Options
-    -------
-    exponent : float or None
-        Override gamma(beta) (None: the exponent that guarantees monotonicity).
-    """
+@register_solver("mu", family="nmf", default_for=("kl", "is", "beta"))
+class MultiplicativeUpdates(NMFSolver):
+    """Multiplicative updates with the monotone exponent gamma(beta); W then H each iteration."""
 
     losses = frozenset({"frobenius", "kl", "is", "beta"})
-    options = {"exponent": None}
+    options = {
+        "exponent": Param(
+            None, OneOf(None, Number(0, closed="neither")),
+            "override gamma(beta) (None: the exponent that guarantees a monotone objective)",
+        ),
+    }
 
-    def __init__(self, problem, W, H, **kwargs):
-        super().__init__(problem, W, H, **kwargs)
+    def __init__(self, problem, state, **options):
+        super().__init__(problem, state, **options)
         self.beta = problem.loss.beta
         exponent = self.config["exponent"]
         self.gamma = kernels.mu_exponent(self.beta) if exponent is None else float(exponent)
@@ -45,11 +45,9 @@ class MultiplicativeUpdates(Solver):
         pen = self.problem.penalties
         if self.update_W:
             d = self.data_t
-            num, den = kernels.beta_mu_ratio_terms(
-                d.X, self.H.transpose(0, 1), self.W.transpose(0, 1), self.beta, d.support, d.X_t, d.perm_t
-            )
-            kernels.mu_update_(self.W.transpose(0, 1), num, den, self.gamma, pen.l1_W, pen.l2_W)
+            num, den = kernels.beta_mu_ratio_terms(d.X, self.H.mT, self.W.mT, self.beta, d.support, d.X_t, d.perm_t)
+            kernels.mu_update_(self.W.mT, num, den, self.gamma, pen.l1_W, pen.l2_W, active=self.active)
         if self.update_H:
             d = self.problem.data
             num, den = kernels.beta_mu_ratio_terms(d.X, self.W, self.H, self.beta, d.support, d.X_t, d.perm_t)
-            kernels.mu_update_(self.H, num, den, self.gamma, pen.l1_H, pen.l2_H)
+            kernels.mu_update_(self.H, num, den, self.gamma, pen.l1_H, pen.l2_H, active=self.active)

@@ -17,7 +17,8 @@ column-separable, so H_j depends only on X_j and W. One outer iteration is
 This is the update order of the in-memory ``NMF(solver="hals")`` (W then H), so with
 ``alpha=0`` and ``scale_init=False`` there (one sweep per factor) the two produce the same
 iterates from the same start, up to the summation order of the block sums. The statistics
-of the starting H cost one extra pass before the first iteration. One difference: the
+of the starting H cost one extra pass, made when the solver is built (where X is also
+checked to be nonnegative), so a step never reads the device. One difference: the
 in-memory solver revives a row of H that is zero over *all* n columns
 (``keep_rows_positive``), which a block cannot see; streaming HALS does not revive rows
 of H (it does for W, as in-memory).
@@ -58,51 +59,56 @@ import torch
 from torch import Tensor
 
 from .. import kernels
-from ..blocks import BlockSource, iter_device_blocks
+from ..blocks import iter_device_blocks
+from ..fit import FitDefaults
+from ..params import Integer, Number, Param
+from ..problem import FactorState, StreamingProblem
 from ..registry import register_solver
+from .base import Solver, SolverOutput
 
 __all__ = ["StreamingHALS", "OnlineHALS"]
 
 
-class _StreamingBase:
-    """Shared options and validation of the streaming solvers (not a registered solver)."""
+class _StreamingBase(Solver):
+    """Shared plumbing of the streaming solvers (family ``"streaming"``; not itself registered)."""
 
-    name = "streaming"
-    options: dict = {}
+    family = "streaming"
+    keeps_H = True
+    fit_defaults = FitDefaults(max_iter=100, tol=1e-4, check_every=1)
 
-    def __init__(self, source: BlockSource, W: Tensor, H: Tensor | None, *, block_size: int, device, dtype,
-                 pin_memory: bool = True, **options):
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
-            raise TypeError(
-                f"solver {self.name!r} got unexpected option(s) {unknown}; its options are {sorted(self.options)}"
-            )
-        self.config = {**self.options, **options}
-        self.source = source
-        self.W = W
-        self.H = H
-        self.block_size = int(block_size)
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.pin_memory = pin_memory
+    def __init__(self, problem: StreamingProblem, state: FactorState, **options):
+        super().__init__(problem, state, **options)
+        self.source = problem.source
+        self.W = state.W
+        self.H = state.H
+        self.block_size = int(problem.block_size)
+        self.device = torch.device(problem.device)
+        self.dtype = problem.dtype
+        self.pin_memory = problem.pin_memory
+        self.penalties = problem.penalties
+
+    def _device(self) -> torch.device:
+        return self.device
 
     def _blocks(self):
         return iter_device_blocks(self.source, self.block_size, self.device, self.dtype, pin_memory=self.pin_memory)
 
     def _update_W_(self, XHt: Tensor, HHt: Tensor, sweeps: int, delta: float) -> None:
-        Wt = self.W.transpose(0, 1).contiguous()
-        kernels.hals_nnls_(
-            Wt, XHt.transpose(0, 1), HHt, max_sweeps=sweeps, delta=delta,
-            l1=float(self.config["l1_reg_W"]), l2=float(self.config["l2_reg_W"]), keep_rows_positive=True,
-        )
-        self.W.copy_(Wt.transpose(0, 1))
+        Wt = self.W.mT.contiguous()
+        pen = self.penalties
+        kernels.hals_nnls_(Wt, XHt.mT, HHt, max_sweeps=sweeps, delta=delta, l1=pen.l1_W, l2=pen.l2_W,
+                           keep_rows_positive=True)
+        self.W.copy_(Wt.mT)
 
     def _penalty(self, H_l1: Tensor | None = None, H_sq: Tensor | None = None) -> Tensor:
-        c = self.config
-        value = c["l1_reg_W"] * self.W.sum() + 0.5 * c["l2_reg_W"] * torch.sum(self.W * self.W)
+        pen = self.penalties
+        value = pen.l1_W * self.W.sum() + 0.5 * pen.l2_W * torch.sum(self.W * self.W)
         if H_l1 is not None:
-            value = value + c["l1_reg_H"] * H_l1 + 0.5 * c["l2_reg_H"] * H_sq
+            value = value + pen.l1_H * H_l1 + 0.5 * pen.l2_H * H_sq
         return value
+
+    def finish(self) -> SolverOutput:
+        return SolverOutput({"W": self.W, "H": self.H})
 
     def state_dict(self) -> dict:
         return {k: (v.clone() if isinstance(v, Tensor) else v) for k, v in self._state().items()}
@@ -116,38 +122,37 @@ class _StreamingBase:
                 setattr(self, key, value.to(self.device) if isinstance(value, Tensor) else value)
 
 
-@register_solver("hals", model="streaming")
+@register_solver("hals", family="streaming")
 class StreamingHALS(_StreamingBase):
     """Exact block-streaming HALS (module docstring).
 
-    Options
-    -------
-    sweeps_W, sweeps_H : int
-        HALS sweeps per factor and iteration (1 matches in-memory HALS with ``alpha=0``).
-    delta : float
-        Relative change under which the W sweeps stop early (as in-memory HALS). The
-        H sweeps of a block always run ``sweeps_H`` times, so that the result does not
-        depend on the block size.
-    l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
-        Penalty weights.
+    The H sweeps of a block always run ``sweeps_H`` times, so that the result does not
+    depend on the block size.
     """
 
     keeps_H = True
-    options = {"sweeps_W": 1, "sweeps_H": 1, "delta": 0.1,
-               "l1_reg_W": 0.0, "l2_reg_W": 0.0, "l1_reg_H": 0.0, "l2_reg_H": 0.0}
+    options = {
+        "sweeps_W": Param(1, Integer(1), "HALS sweeps on W per iteration (1 matches in-memory HALS with alpha=0)"),
+        "sweeps_H": Param(1, Integer(1), "HALS sweeps on each block of H per iteration"),
+        "delta": Param(0.1, Number(0), "relative change under which the W sweeps stop early (as in-memory HALS)"),
+    }
 
-    def __init__(self, source, W, H, **kwargs):
-        super().__init__(source, W, H, **kwargs)
-        if H is None:
+    def __init__(self, problem, state, **options):
+        super().__init__(problem, state, **options)
+        if self.H is None:
             raise ValueError("streaming HALS keeps H (r x n); pass H")
-        r = W.shape[1]
+        r = self.W.shape[1]
         like = dict(device=self.device, dtype=self.dtype)
-        self.XHt = torch.zeros(W.shape[0], r, **like)
+        self.XHt = torch.zeros(self.W.shape[0], r, **like)
         self.HHt = torch.zeros(r, r, **like)
         self.norm_x_sq = torch.zeros((), **like)
         self.H_l1 = torch.zeros((), **like)
         self.H_sq = torch.zeros((), **like)
         self.have_stats = False
+        if problem.resume is not None:
+            self.load_state_dict(problem.resume)
+        else:  # the statistics of the starting H: one pass over X, checking X >= 0 block by block
+            self._pass_(update_H=False)
 
     def _state(self) -> dict:
         return {"W": self.W, "H": self.H, "XHt": self.XHt, "HHt": self.HHt, "norm_x_sq": self.norm_x_sq,
@@ -156,29 +161,28 @@ class StreamingHALS(_StreamingBase):
     def _pass_(self, update_H: bool) -> None:
         """One pass over the blocks; updates H_j when ``update_H``; recomputes the statistics."""
         c = self.config
+        pen = self.penalties
         XHt = torch.zeros_like(self.XHt)
         HHt = torch.zeros_like(self.HHt)
         H_l1 = torch.zeros_like(self.H_l1)
         H_sq = torch.zeros_like(self.H_sq)
-        norm = torch.zeros_like(self.norm_x_sq) if not self.have_stats else None
+        first = not self.have_stats
+        norm = torch.zeros_like(self.norm_x_sq) if first else None
         if update_H:
             WtW = kernels.gram(self.W)
         for start, stop, X_j in self._blocks():
-            if norm is not None and bool(X_j.min() < 0):  # first pass only: one sync per block
+            if first and bool(X_j.min() < 0):  # setup pass only: one read per block
                 raise ValueError(f"X must be nonnegative, found a negative entry in columns [{start}:{stop}]")
             H_view = self.H[:, start:stop]
             H_j = H_view.to(self.device, copy=H_view.device != self.device)
             A = None
             if update_H:
                 A = kernels.wt_x(self.W, X_j)
-                kernels.hals_nnls_(
-                    H_j, A, WtW, max_sweeps=int(c["sweeps_H"]), delta=0.0,
-                    l1=float(c["l1_reg_H"]), l2=float(c["l2_reg_H"]),
-                )
+                kernels.hals_nnls_(H_j, A, WtW, max_sweeps=c["sweeps_H"], delta=0.0, l1=pen.l1_H, l2=pen.l2_H)
                 if H_j is not H_view:
                     H_view.copy_(H_j, non_blocking=True)
-            XHt.add_(X_j @ H_j.transpose(0, 1))
-            HHt.add_(H_j @ H_j.transpose(0, 1))
+            XHt.add_(X_j @ H_j.mT)
+            HHt.add_(H_j @ H_j.mT)
             H_l1.add_(H_j.sum())
             H_sq.add_(torch.sum(H_j * H_j))
             if norm is not None:
@@ -190,51 +194,38 @@ class StreamingHALS(_StreamingBase):
         self.have_stats = True
 
     def step(self) -> None:
-        if not self.have_stats:
-            self._pass_(update_H=False)
-        self._update_W_(self.XHt, self.HHt, int(self.config["sweeps_W"]), float(self.config["delta"]))
+        self._update_W_(self.XHt, self.HHt, self.config["sweeps_W"], self.config["delta"])
         self._pass_(update_H=True)
 
     def objective(self) -> Tensor:
-        if not self.have_stats:
-            self._pass_(update_H=False)
         W = self.W
         fit = 0.5 * self.norm_x_sq - torch.sum(W * self.XHt) + 0.5 * torch.sum(kernels.gram(W) * self.HHt)
         return fit + self._penalty(self.H_l1, self.H_sq)
 
 
-@register_solver("online", model="streaming")
+@register_solver("online", family="streaming")
 class OnlineHALS(_StreamingBase):
-    """Online (minibatch) HALS with a forgetting factor (module docstring).
-
-    Options
-    -------
-    rho : float in (0, 1]
-        Forgetting factor of the statistics per minibatch.
-    inner_sweeps : int
-        HALS sweeps for each minibatch's H_t (from zero).
-    sweeps_W : int
-        HALS sweeps on W after each minibatch.
-    l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H : float
-        Penalty weights.
-    """
+    """Online (minibatch) HALS with a forgetting factor (module docstring)."""
 
     keeps_H = False
-    options = {"rho": 1.0, "inner_sweeps": 10, "sweeps_W": 1,
-               "l1_reg_W": 0.0, "l2_reg_W": 0.0, "l1_reg_H": 0.0, "l2_reg_H": 0.0}
+    options = {
+        "rho": Param(1.0, Number(0, 1, closed="right"), "forgetting factor of the statistics per minibatch"),
+        "inner_sweeps": Param(10, Integer(1), "HALS sweeps for each minibatch's H_t (from zero)"),
+        "sweeps_W": Param(1, Integer(1), "HALS sweeps on W after each minibatch"),
+    }
 
-    def __init__(self, source, W, H=None, **kwargs):
-        super().__init__(source, W, None, **kwargs)
-        rho = self.config["rho"]
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho <= 1:
-            raise ValueError(f"rho must be a number in (0, 1], got {rho!r}")
-        r = W.shape[1]
+    def __init__(self, problem, state, **options):
+        super().__init__(problem, state, **options)
+        self.H = None
+        r = self.W.shape[1]
         like = dict(device=self.device, dtype=self.dtype)
         self.A = torch.zeros(r, r, **like)
-        self.B = torch.zeros(W.shape[0], r, **like)
+        self.B = torch.zeros(self.W.shape[0], r, **like)
         self.c = torch.zeros((), **like)
         self.n_batches = 0
         self.weight = 0.0
+        if problem.resume is not None:
+            self.load_state_dict(problem.resume)
 
     def _state(self) -> dict:
         return {"W": self.W, "A": self.A, "B": self.B, "c": self.c, "n_batches": self.n_batches,
@@ -242,20 +233,19 @@ class OnlineHALS(_StreamingBase):
 
     def step(self) -> None:
         cfg = self.config
+        pen = self.penalties
         rho = float(cfg["rho"])
         for _, _, X_t in self._blocks():
             WtW = kernels.gram(self.W)
             H_t = X_t.new_zeros(self.W.shape[1], X_t.shape[1])
-            kernels.hals_nnls_(
-                H_t, kernels.wt_x(self.W, X_t), WtW, max_sweeps=int(cfg["inner_sweeps"]), delta=0.0,
-                l1=float(cfg["l1_reg_H"]), l2=float(cfg["l2_reg_H"]),
-            )
-            self.A.mul_(rho).add_(H_t @ H_t.transpose(0, 1))
-            self.B.mul_(rho).add_(X_t @ H_t.transpose(0, 1))
+            kernels.hals_nnls_(H_t, kernels.wt_x(self.W, X_t), WtW, max_sweeps=cfg["inner_sweeps"], delta=0.0,
+                               l1=pen.l1_H, l2=pen.l2_H)
+            self.A.mul_(rho).add_(H_t @ H_t.mT)
+            self.B.mul_(rho).add_(X_t @ H_t.mT)
             self.c.mul_(rho).add_(torch.linalg.vector_norm(X_t).square())
             self.n_batches += 1
             self.weight = rho * self.weight + 1.0
-            self._update_W_(self.B, self.A, int(cfg["sweeps_W"]), 0.0)
+            self._update_W_(self.B, self.A, cfg["sweeps_W"], 0.0)
             del X_t, H_t
 
     def objective(self) -> Tensor:

@@ -1,0 +1,155 @@
+r"""The coordinate-descent sweeps of (weighted) L1-NMF: each scalar step an exact weighted median.
+
+.. math::
+    f(W, H) = \sum_{(i,j)\in\Omega} |X_{ij} - (WH)_{ij}|
+              + \lambda \sum_{(i,j)\notin\Omega} (WH)_{ij}
+              + \lambda^{(1)} \|G\|_1
+
+with :math:`\Omega` the nonzeros of X. For the factor G being updated (H, or W^T on the
+transposed problem) and the fixed one F, the scalar subproblem in :math:`G_{pq}` is
+:math:`\min_{g\ge 0} \sum_{i \in \Omega_q} F_{ip} |b_i - g| + e_q g`, with breakpoints
+:math:`b_i = (R_{iq} + F_{ip} G_{pq}) / F_{ip}` (R = X - FG on the support) and
+:math:`e_q = \lambda(\sum_i F_{ip} - \sum_{i\in\Omega_q} F_{ip}) + \lambda^{(1)}` (the zeros
+of column q collapse into one breakpoint at 0). Its exact solution is the lower weighted
+median, clamped at 0 (:func:`~torchnmf_l1.kernels.weighted_median`). Given F the columns
+of G are independent, so row p of G is updated for all columns in one batched call, p = 1..r
+in turn, and the residual is updated after each row. No function here reads the device.
+
+A batch of B problems is one problem of B times as many segments: the support of the
+block-diagonal X (sparse sweep), or the (B, L, S) dense residual; only the collapsed-zero
+weight needs each problem's own column sums of F.
+
+References
+----------
+Q. Ke and T. Kanade, "Robust L1 norm factorization in the presence of outliers and
+missing data by alternative convex programming", CVPR 2005.
+N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .weighted_median import weighted_median
+
+__all__ = ["sparse_l1_sweep_", "dense_l1_sweep_"]
+
+
+def _per_segment(values: Tensor, batch: int | None, segments: int) -> Tensor:
+    """A per-problem vector (B,) repeated over each problem's ``segments / B`` segments; a scalar as is."""
+    if batch is None:
+        return values
+    return values.unsqueeze(1).expand(batch, segments // batch).reshape(segments)
+
+
+def sparse_l1_sweep_(
+    G: Tensor,
+    F: Tensor,
+    R: Tensor,
+    segments: Tensor,
+    other: Tensor,
+    offsets: Tensor,
+    *,
+    zero_weight: float = 1.0,
+    l1: float = 0.0,
+    layout=None,
+    median=None,
+    batch: int | None = None,
+    active: Tensor | None = None,
+) -> Tensor:
+    r"""One exact coordinate-descent sweep over the rows of G (r x S), in place, on the support of X.
+
+    Minimises :math:`\sum_k |R_k|` over the support (entries k in segment ``segments[k]``
+    and row ``other[k]`` of F) plus ``zero_weight`` times the off-support part of
+    :math:`F G`, plus ``l1 * sum(G)``, row by row of G.
+
+    Parameters
+    ----------
+    G : Tensor, shape (r, S)
+        The factor being updated (H, or W^T for the transposed problem); for a batch, the
+        factors of the B problems side by side (S = B n).
+    F : Tensor, shape (L, r)
+        The fixed factor (W, or H^T); for a batch, stacked (L = B m).
+    R : Tensor, shape (N,)
+        Residual X - F G on the support, in segment order (CSR of the segments).
+    segments, other : int64 Tensor, shape (N,)
+        Segment (column of G) and row of F of each support entry.
+    offsets : int64 Tensor, shape (S + 1,)
+        CSR offsets of the segments.
+    layout : SegmentLayout, optional
+        ``segment_layout(offsets, extra=True)``, built once.
+    median : callable, optional
+        ``median(b, w, offsets, extra_weight=, default=, layout=)``, the scalar solver;
+        default :func:`torchnmf_l1.kernels.weighted_median`. The data-parallel L1 solver
+        passes :func:`torchnmf_l1.kernels.weighted_median_select` over its ranks.
+    batch : int, optional
+        B, for a block-diagonal batch: segments and rows of F come in B equal blocks.
+    active : Tensor of bool, shape (B,), optional
+        Problems to update (a converged problem keeps its G).
+
+    Returns
+    -------
+    Tensor, shape (N,)
+        The updated residual.
+    """
+    r, S = G.shape
+    median = weighted_median if median is None else median
+    column_sums = F.sum(0) if batch is None else F.reshape(batch, -1, r).sum(1)  # (r,) or (B, r)
+    tiny = torch.finfo(F.dtype).tiny
+    keep = None if active is None else _per_segment(active, batch, S)
+    for p in range(r):
+        w = F[:, p].index_select(0, other)
+        g = G[p]
+        a = R + w * g.index_select(0, segments)
+        # where w = 0 the breakpoint is a finite or infinite value of weight zero: never chosen
+        b = a / w.clamp_min(tiny)
+        on_support = torch.segment_reduce(w, "sum", offsets=offsets) if w.numel() else w.new_zeros(S)
+        total = column_sums[p] if batch is None else _per_segment(column_sums[:, p], batch, S)
+        extra = (zero_weight * (total - on_support)).clamp_min(0)
+        if l1:
+            extra = extra + l1
+        new = median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
+        if keep is not None:
+            new = torch.where(keep, new, g)
+        R = a - w * new.index_select(0, segments)
+        G[p] = new
+    return R
+
+
+def dense_l1_sweep_(
+    G: Tensor, F: Tensor, R: Tensor, Z: Tensor | None, *, l1: float = 0.0, active: Tensor | None = None
+) -> None:
+    r"""One exact coordinate-descent sweep over the rows of G for dense data, in place.
+
+    Parameters
+    ----------
+    G : Tensor, shape (r, S) or (B, r, S)
+    F : Tensor, shape (L, r) or (B, L, r)
+    R : Tensor, shape (L, S) or (B, L, S)
+        The dense residual X - F G, updated in place.
+    Z : Tensor like R, optional
+        The per-entry weight (1 on nonzeros, :math:`\lambda` on zeros; None for all ones).
+    active : Tensor of bool, shape (B,), optional
+        Problems to update.
+    """
+    tiny = torch.finfo(F.dtype).tiny
+    batched = G.dim() == 3
+    r, S = G.shape[-2], G.shape[-1]
+    count = G.shape[0] * S if batched else S
+    extra = G.new_full((count,), l1) if l1 else None
+    keep = None if active is None else active.unsqueeze(1).expand(-1, S).reshape(count)
+    for p in range(r):
+        f = F[..., p : p + 1]  # (L, 1) or (B, L, 1)
+        g = G[..., p, :]  # (S,) or (B, S)
+        a = R + f * g.unsqueeze(-2)
+        b = torch.where(f > 0, a / f.clamp_min(tiny), 0.0)
+        w = f.expand_as(a) if Z is None else f * Z
+        if batched:  # one dense layout of B S problems of L terms each
+            b, w = (t.transpose(0, 1).reshape(t.shape[1], count) for t in (b, w))
+        new = weighted_median(b, w, extra_weight=extra, default=g.reshape(count))
+        if keep is not None:
+            new = torch.where(keep, new, g.reshape(count))
+        new = new.view_as(g)
+        R.copy_(a - f * new.unsqueeze(-2))
+        G[..., p, :] = new
