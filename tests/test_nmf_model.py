@@ -55,7 +55,8 @@ def test_not_fitted():
 def test_extra_repr():
     text = repr(NMF(2, (4, 3), loss="beta", beta=1.5))
     assert "rank=2, shape=(4, 3), loss='beta', beta=1.5, solver='mu', init='nndsvda'" in text
-    assert "loss='wl1', zero_weight=0.5" not in repr(NMF(2))
+    assert "loss='wl1', zero_weight=0.5" in repr(NMF(2, loss="wl1", zero_weight=0.5))
+    assert "zero_weight" not in repr(NMF(2)) and "beta" not in repr(NMF(2, loss="kl"))
 
 
 def test_state_dict_round_trip_into_a_fresh_model(dtype):
@@ -113,7 +114,10 @@ def test_fit_transform_and_warm_start():
     X, _, _ = planted(seed=3)
     model = NMF(3, seed=0, dtype=torch.float64)
     H = model.fit_transform(X, max_iter=20, tol=0)
-    assert torch.equal(H, model.H.detach())
+    separate = NMF(3, seed=0, dtype=torch.float64)
+    separate.fit(X, max_iter=20, tol=0)
+    assert torch.equal(H, separate.H.detach()), "fit_transform must return the H of the same fit"
+    assert H.data_ptr() != model.H.data_ptr() and not H.requires_grad
     first = model.objective(X)
     model.fit(X, init="warm", max_iter=20, tol=0)
     assert model.objective(X) <= first
@@ -167,8 +171,12 @@ def test_converged_and_history():
 
 def test_progress_bar(capsys):
     X, _, _ = planted()
-    result = NMF(3, seed=0).fit(X, max_iter=4, tol=0, progress=True)
+    result = NMF(3, seed=0).fit(X, max_iter=4, tol=0, progress=True, check_every=1)
     assert result.n_iter == 4
+    err = capsys.readouterr().err
+    assert "hals" in err and "4/4" in err and "objective=" in err, err
+    NMF(3, seed=0).fit(X, max_iter=4, tol=0)
+    assert capsys.readouterr().err == "", "no bar unless asked"
 
 
 def test_inputs_and_sparse_kl():
@@ -180,6 +188,15 @@ def test_inputs_and_sparse_kl():
     b = NMF(3, seed=0, dtype=torch.float64)
     b.fit(sp.csr_matrix(X.numpy()), max_iter=10, tol=0)
     torch.testing.assert_close(a(), b())
+    # KL multiplicative updates: dense numpy and scipy.sparse make the same iterates
+    dense = NMF(3, loss="kl", seed=0, dtype=torch.float64)
+    dense_result = dense.fit(X.numpy(), max_iter=10, tol=0)
+    sparse = NMF(3, loss="kl", seed=0, dtype=torch.float64)
+    sparse_result = sparse.fit(sp.csr_matrix(X.numpy()), max_iter=10, tol=0)
+    assert dense_result.solver == sparse_result.solver == "mu"
+    torch.testing.assert_close(dense(), sparse(), rtol=1e-10, atol=1e-12)
+    assert dense_result.objective[-1] < dense_result.objective[0]
+    assert dense_result.objective[-1] == pytest.approx(sparse_result.objective[-1], rel=1e-10)
 
 
 # ----------------------------------------------------------------------------- initialisations

@@ -195,7 +195,8 @@ def cp_svd_init(T: Tensor, mask: Tensor | None, rank: int, *, generator: torch.G
     from tensorly.decomposition._cp import initialize_cp
 
     filled = T if mask is None else torch.where(mask, T, T[mask].mean())
-    with tl.backend_context("pytorch"):
+    # tensorly allocates some of its tensors on the default device: make it T's, locally
+    with tl.backend_context("pytorch"), torch.device(T.device):
         weights, factors = initialize_cp(filled, rank, init="svd", non_negative=True)
     factors = [F.to(device=T.device, dtype=T.dtype).clone() for F in factors]
     factors[0] = factors[0] * weights

@@ -53,8 +53,10 @@ class Solver:
     """Base class of every registered solver (see the module docstring for the contract).
 
     Subclasses set ``options`` (the parameter table: name -> :class:`~torchnmf_l1.params.Param`),
-    optionally ``fit_defaults``, and implement :meth:`step`, :meth:`objective` and
-    :meth:`finish`. :func:`torchnmf_l1.registry.register_solver` sets ``name`` and ``family``.
+    optionally ``fit_defaults``, ``monotone`` and ``batched``, and implement :meth:`step`,
+    :meth:`objective` and :meth:`finish`. :func:`torchnmf_l1.registry.register_solver` sets
+    ``name`` and ``family``. ``tests/test_contract.py`` tests every registered solver of
+    every family against this contract.
 
     Parameters
     ----------
@@ -70,6 +72,10 @@ class Solver:
     family: ClassVar[str] = ""
     options: ClassVar[dict[str, Param]] = {}
     fit_defaults: ClassVar[FitDefaults] = FitDefaults()
+    #: the objective never increases from one step to the next (with the default options)
+    monotone: ClassVar[bool] = False
+    #: accepts a batch of problems (a leading dimension on the data and the state)
+    batched: ClassVar[bool] = False
 
     def __init__(self, problem, state=None, **options):
         self.config = self.check_options(options)
@@ -130,6 +136,8 @@ class NMFSolver(Solver):
     """
 
     family = "nmf"
+    monotone = True
+    batched = True
     losses: ClassVar[frozenset] = frozenset()
     supports_sparse: ClassVar[bool] = True
     default_init: ClassVar[str] = "nndsvda"  # the model's init when it is given none

@@ -60,6 +60,8 @@ class CPHALS(Solver):
         **{k: v for k, v in PROXIMAL_OPTIONS.items() if k != "inner_sweeps"},
     }
     fit_defaults = FitDefaults(max_iter=200, tol=1e-6, check_every=1)
+    monotone = True  # without a dictionary (whose matching moves the factor)
+    batched = True
 
     def __init__(self, problem: CPProblem, state: CPState, **options):
         super().__init__(problem, state, **options)

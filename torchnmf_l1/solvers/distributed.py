@@ -70,6 +70,8 @@ class DistributedSolver(Solver):
     """
 
     family = "distributed"
+    monotone = True
+    supports_sparse = True
     losses: ClassVar[frozenset] = frozenset()
     fit_defaults = FitDefaults(max_iter=200, tol=1e-4, check_every=10)
 
@@ -84,6 +86,7 @@ class DistributedSolver(Solver):
             raise ValueError(
                 f"shapes do not match: X {tuple(X.shape)}, W {tuple(W.shape)}, H {tuple(H.shape)} (expected X ≈ W H)"
             )
+        self.data = problem.data
         self.X, self.W, self.H = X, W, H
         self.group = problem.group
         self.rank = dist.get_rank(self.group)
@@ -173,16 +176,18 @@ class DistributedHALS(DistributedSolver):
     losses = frozenset({"frobenius"})
 
     def iterate(self) -> None:
-        X, W, H, pen = self.X, self.W, self.H, self.problem.penalties
-        XHt, HHt = self.reduce([kernels.x_ht(X, H), kernels.gram(H, transpose=True)], "W-update statistics")
+        d, W, H, pen = self.data, self.W, self.H, self.problem.penalties
+        XHt, HHt = self.reduce([kernels.x_ht(d.X, H), kernels.gram(H, transpose=True)], "W-update statistics")
         Wt = W.mT.contiguous()
         kernels.hals_nnls_(Wt, XHt.mT, HHt, max_sweeps=1, delta=0.0, l1=pen.l1_W, l2=pen.l2_W, keep_rows_positive=True)
         W.copy_(Wt.mT)
         # keep_rows_positive looks at a whole row of H, which a rank does not see: off here.
-        kernels.hals_nnls_(H, kernels.wt_x(W, X), kernels.gram(W), max_sweeps=1, delta=0.0, l1=pen.l1_H, l2=pen.l2_H)
+        kernels.hals_nnls_(H, kernels.wt_x(W, d.X, d.X_t), kernels.gram(W), max_sweeps=1, delta=0.0, l1=pen.l1_H,
+                           l2=pen.l2_H)
 
     def local_objective(self) -> Tensor:
-        return kernels.frobenius_loss(self.X, self.W, self.H) + self._penalties()
+        d = self.data
+        return kernels.frobenius_loss(d.X, self.W, self.H, d.support) + self._penalties()
 
 
 @register_solver("mu", family="distributed", default_for=("kl",))
@@ -196,15 +201,17 @@ class DistributedKLMU(DistributedSolver):
     losses = frozenset({"kl"})
 
     def iterate(self) -> None:
-        X, W, H, pen = self.X, self.W, self.H, self.problem.penalties
-        num, den = kernels.beta_mu_ratio_terms(X.mT, H.mT, W.mT, 1.0)
+        d, W, H, pen = self.data, self.W, self.H, self.problem.penalties
+        dt = d.T
+        num, den = kernels.beta_mu_ratio_terms(dt.X, H.mT, W.mT, 1.0, dt.support, dt.X_t, dt.perm_t)
         num, den = self.reduce([num, den], "W-update statistics")
         kernels.mu_update_(W.mT, num, den, kernels.mu_exponent(1.0), pen.l1_W, pen.l2_W)
-        num, den = kernels.beta_mu_ratio_terms(X, W, H, 1.0)
+        num, den = kernels.beta_mu_ratio_terms(d.X, W, H, 1.0, d.support, d.X_t, d.perm_t)
         kernels.mu_update_(H, num, den, kernels.mu_exponent(1.0), pen.l1_H, pen.l2_H)
 
     def local_objective(self) -> Tensor:
-        return kernels.kl_divergence(self.X, self.W, self.H) + self._penalties()
+        d = self.data
+        return kernels.kl_divergence(d.X, self.W, self.H, d.support) + self._penalties()
 
 
 @register_solver("scd", family="distributed", default_for=("l1", "wl1"))

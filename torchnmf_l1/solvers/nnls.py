@@ -104,6 +104,7 @@ class MultiplicativeNNLS(NNLSSolver):
 
     losses = ("frobenius", "kl")
     needs_nonnegative = True
+    monotone = True
     active_tol = 1e-4
 
     def __init__(self, problem, state=None, **options):

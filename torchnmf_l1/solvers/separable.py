@@ -94,8 +94,12 @@ class SeparableSolver(Solver):
         raise NotImplementedError
 
     def step(self) -> None:
-        """Run the whole selection (one-shot methods)."""
-        self.indices = self.select()
+        """Run the whole selection (one-shot methods: once; later steps have nothing to do).
+
+        A one-shot selection is a whole algorithm with its own, data-dependent control flow
+        (SNPA's per-column stopping, H2NMF's tree), not an iteration to capture."""
+        if self.indices is None:
+            self.indices = self.select()
 
     def selection(self) -> tuple[Tensor, Tensor | None]:
         """The selected indices (selecting them if no step ran) and the method's own weights."""

@@ -131,6 +131,7 @@ class StreamingHALS(_StreamingBase):
     """
 
     keeps_H = True
+    monotone = True
     options = {
         "sweeps_W": Param(1, Integer(1), "HALS sweeps on W per iteration (1 matches in-memory HALS with alpha=0)"),
         "sweeps_H": Param(1, Integer(1), "HALS sweeps on each block of H per iteration"),
