@@ -336,3 +336,24 @@ def test_nmf_step_compiles_to_one_graph(name):
             step()
     torch.testing.assert_close(compiled.W, eager.W, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(compiled.H, eager.H, rtol=1e-9, atol=1e-12)
+
+
+def test_readme_example_solver_meets_the_contract():
+    """The "Adding a solver" example of the README passes every check of this file."""
+    from pathlib import Path
+
+    from torchnmf_l1 import registry
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("## Adding a solver", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    registry._SOLVERS["nmf"].pop("pg-example", None)
+    try:
+        exec(compile(block, "README.md (Adding a solver)", "exec"), {})
+        for dtype in (torch.float32, torch.float64):
+            test_contract("nmf", "pg-example", dtype)
+        test_float32_agrees_with_float64("nmf", "pg-example")
+        test_step_never_reads_the_device("nmf", "pg-example")
+        test_no_allocation_on_the_default_device("nmf", "pg-example")
+        test_batch_equals_its_problems_one_by_one("nmf", "pg-example")
+    finally:
+        registry._SOLVERS["nmf"].pop("pg-example", None)

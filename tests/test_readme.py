@@ -33,4 +33,12 @@ def test_readme_example_runs(code, skip_reason, monkeypatch, tmp_path, one_threa
     if skip_reason:
         pytest.skip(skip_reason)
     monkeypatch.chdir(tmp_path)
-    exec(compiled, {"__name__": "readme_example"})
+    from torchnmf_l1 import registry
+
+    before = {family: dict(table) for family, table in registry._SOLVERS.items()}
+    try:
+        exec(compiled, {"__name__": "readme_example"})
+    finally:  # an example that registers a solver (Adding a solver) leaves the registry as it was
+        for family, table in registry._SOLVERS.items():
+            table.clear()
+            table.update(before[family])

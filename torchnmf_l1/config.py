@@ -64,8 +64,7 @@ __all__ = [
     "validate_config",
 ]
 
-# model name -> (attribute on the torchnmf_l1 package, registry key of its solvers).
-# Looked up at run time, so models merged later appear without changing this module.
+# model name -> (attribute on the torchnmf_l1 package, family of its solvers in the registry).
 MODELS: dict[str, tuple[str, str]] = {
     "nmf": ("NMF", "nmf"),
     "separable": ("SeparableNMF", "separable"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Iterable
 
@@ -22,6 +23,7 @@ from .exceptions import ConvergenceWarning, warn_user
 __all__ = ["FitDefaults", "FitOptions", "FitResult", "IterationInfo", "fit_solver", "run_fit"]
 
 _NEGLIGIBLE = 1e-12
+SMALL_WORK = 1e7  # flops per iteration under which threads="auto" runs the fit on one thread
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class FitOptions:
     compile : bool or str
         Run ``torch.compile(solver.step, fullgraph=True)`` (True: the default backend; a
         string names the backend). The first step then includes the compilation.
+    threads : int, "auto" or None
+        torch's intra-op threads during the fit (restored after it). ``"auto"``: one thread
+        when the solver's ``work_per_iteration()`` is under ``SMALL_WORK`` flops, where
+        waking a thread pool for every small product costs more than the product (with
+        ``OMP_WAIT_POLICY=PASSIVE`` a 200 x 100 x 5 GEMM takes 90 us on 2 threads against 7 us
+        on one); otherwise, and for None, the process's setting is left as it is.
     """
 
     max_iter: int | None = None
@@ -68,6 +76,7 @@ class FitOptions:
     progress: bool = False
     warn: bool = True
     compile: bool | str = False
+    threads: int | str | None = "auto"
 
     def __post_init__(self):
         if self.max_iter is not None:
@@ -90,6 +99,9 @@ class FitOptions:
                 raise TypeError(f"every callback must be callable, got {cb!r}")
         if not isinstance(self.compile, (bool, str)):
             raise TypeError(f"compile must be a bool or a backend name, got {self.compile!r}")
+        if not (self.threads is None or self.threads == "auto" or (
+                isinstance(self.threads, int) and not isinstance(self.threads, bool) and self.threads >= 1)):
+            raise ValueError(f"threads must be an integer >= 1, 'auto' or None, got {self.threads!r}")
 
     @classmethod
     def from_kwargs(cls, kwargs: dict, owner: str = "fit") -> "FitOptions":
@@ -214,6 +226,7 @@ def run_fit(
     progress: bool = False,
     warn: bool = True,
     compile: bool | str = False,
+    threads: int | str | None = "auto",
 ) -> FitResult:
     r"""Iterate ``solver.step()`` until every problem has converged, ``max_iter`` or ``time_limit``.
 
@@ -228,9 +241,37 @@ def run_fit(
     Parameters are those of :class:`FitOptions`; unset ones take the solver's
     ``fit_defaults``.
     """
-    options = FitOptions(max_iter, tol, time_limit, check_every, tuple(callbacks), progress, warn, compile)
+    options = FitOptions(max_iter, tol, time_limit, check_every, tuple(callbacks), progress, warn, compile, threads)
     options = options.resolved(getattr(solver, "fit_defaults", FitDefaults()))
-    max_iter, tol, check_every = options.max_iter, options.tol, options.check_every
+    with _intra_op_threads(_threads_for(options.threads, solver)):
+        return _loop(solver, options)
+
+
+def _threads_for(threads, solver) -> int | None:
+    if threads != "auto":
+        return threads
+    work = getattr(solver, "work_per_iteration", None)
+    if callable(work) and work() < SMALL_WORK:
+        return 1
+    return None
+
+
+@contextmanager
+def _intra_op_threads(threads: int | None):
+    """torch's intra-op threads set to ``threads`` inside the block, restored after (None: untouched)."""
+    if threads is None or threads == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(solver, options: FitOptions) -> FitResult:
+    max_iter, tol, check_every, warn = options.max_iter, options.tol, options.check_every, options.warn
     result = FitResult(solver=getattr(solver, "name", type(solver).__name__))
     step = solver.step
     if options.compile:
@@ -350,6 +391,7 @@ def fit_solver(solver, options: FitOptions | None = None):
         progress=options.progress,
         warn=options.warn,
         compile=options.compile,
+        threads=options.threads,
     )
     output = solver.finish()
     result.extra.update(output.extra)

@@ -50,17 +50,24 @@ def _scaled(A: Tensor, B: Tensor, l1: float, l2: float) -> tuple[Tensor, Tensor]
     return A_scaled, B_scaled
 
 
-def _sweep_rows_(H: Tensor, A: Tensor, B: Tensor, buffer: Tensor) -> None:
+def _rows(H: Tensor, A: Tensor, B: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """The (A_k, B_k, H_k) row views a sweep reuses (built once per call, not once per row)."""
+    if H.dim() == 2:
+        return list(zip(A.unbind(0), B.unbind(0), H.unbind(0)))
+    return list(zip(A.split(1, dim=1), B.split(1, dim=1), H.split(1, dim=1)))
+
+
+def _sweep_rows_(H: Tensor, rows, buffer: Tensor) -> None:
     """One pass over the rows of H (in place) with the scaled statistics of :func:`_scaled`."""
     if H.dim() == 2:
         Ht = H.mT
-        for k in range(H.shape[0]):
-            torch.addmv(A[k], Ht, B[k], alpha=-1, out=buffer)
-            torch.clamp_min(buffer, 0, out=H[k])
+        for A_k, B_k, H_k in rows:
+            torch.addmv(A_k, Ht, B_k, alpha=-1, out=buffer)
+            torch.clamp_min(buffer, 0, out=H_k)
         return
-    for k in range(H.shape[1]):
-        torch.baddbmm(A[:, k : k + 1], B[:, k : k + 1], H, alpha=-1, out=buffer)
-        torch.clamp_min(buffer, 0, out=H[:, k : k + 1])
+    for A_k, B_k, H_k in rows:
+        torch.baddbmm(A_k, B_k, H, alpha=-1, out=buffer)
+        torch.clamp_min(buffer, 0, out=H_k)
 
 
 def _revive_zero_rows_(H: Tensor) -> None:
@@ -106,7 +113,7 @@ def hals_sweep_(
     """
     previous = H.clone()
     A_scaled, B_scaled = _scaled(A, B, l1, l2)
-    _sweep_rows_(H, A_scaled, B_scaled, _row_buffer(H))
+    _sweep_rows_(H, _rows(H, A_scaled, B_scaled), _row_buffer(H))
     if keep_rows_positive:
         _revive_zero_rows_(H)
     return (H - previous).square().sum(dim=(-2, -1))
@@ -152,6 +159,7 @@ def hals_nnls_(
         Problems to update; the others keep H unchanged (a converged problem of a batch).
     """
     A_scaled, B_scaled = _scaled(A, B, l1, l2)
+    rows = _rows(H, A_scaled, B_scaled)
     buffer = _row_buffer(H)
     track = delta > 0 and max_sweeps > 1
     threshold = delta * delta
@@ -159,9 +167,7 @@ def hals_nnls_(
     first = None
     for _ in range(max_sweeps):
         previous = H.clone() if (track or go is not None) else None
-        _sweep_rows_(H, A_scaled, B_scaled, buffer)
-        if keep_rows_positive:
-            _revive_zero_rows_(H)
+        _sweep_rows_(H, rows, buffer)
         if go is not None:
             H.copy_(torch.where(_batch_view(go, H), H, previous))
         if not track:
@@ -173,6 +179,11 @@ def hals_nnls_(
         else:
             keep_going = change > threshold * first
         go = keep_going if go is None else go & keep_going
+    if keep_rows_positive:
+        # a row's own update never reads its previous value, so reviving a zero row once, after
+        # the last sweep, is the per-sweep revival of Gillis and Glineur up to its 1e-16 effect
+        # on the other rows
+        _revive_zero_rows_(H)
 
 
 def nnls_columns(

@@ -174,6 +174,13 @@ class NMFSolver(Solver):
         """Current objective: 0-dim, or (B,) (no host sync)."""
         return self.problem.objective(self.W, self.H)
 
+    def work_per_iteration(self) -> float:
+        """Flops of the products with X in one iteration (both factors, every problem)."""
+        d = self.problem.data
+        m, n = self.problem.shape
+        entries = d.values.numel() if d.sparse else m * n * (self.problem.batch or 1)
+        return 4.0 * entries * self.W.shape[-1]
+
     def result_extra(self) -> dict:
         """Family numbers reported after the fit: the relative Frobenius error (a fraction)."""
         d = self.problem.data

@@ -8,7 +8,9 @@ the cheap HALS sweeps (O(r^2 m) or O(r^2 n) each) while they pay off: at most
 ``1 + floor(alpha * rho)`` sweeps, with rho the ratio of the cost of the products
 to that of a sweep, and stopping earlier once the change of the factor falls under
 ``delta`` times the change of the first sweep (a device-side mask: the step never
-reads the device).
+reads the device). The costs count flops and kernel launches: a sweep is 2 r + 4
+launches, so on a small problem, where launches dominate, the model asks for one sweep
+(plain HALS) instead of sweeps that cost as much as the products.
 
 References
 ----------
@@ -45,6 +47,11 @@ class AcceleratedHALS(NMFSolver):
         ),
         "delta": Param(0.1, Number(0), "relative change under which the inner sweeps stop (paper: 0.1)"),
         "scale_init": Param(True, Boolean(), "rescale W once at the start so that the scale of WH is optimal"),
+        "launch_cost": Param(
+            2000.0, Number(0),
+            "cost of one kernel launch in the sweep-count model, in flops: about 2 us of dispatch against "
+            "a small GEMM (measured at 2 threads, experiments/bench_small.py); 0 counts flops only",
+        ),
     }
 
     def __init__(self, problem, state, **options):
@@ -53,10 +60,8 @@ class AcceleratedHALS(NMFSolver):
         m, n = problem.shape
         r = state.W.shape[-1]
         per_problem_nnz = data.values.numel() / (problem.batch or 1) if data.sparse else m * n
-        alpha = self.config["alpha"]
-        # rho = (cost of the products + one sweep) / cost of one sweep
-        self.sweeps_W = 1 + int(alpha * (1 + (per_problem_nnz * r + n * r * r) / (m * (r + 1) * r)))
-        self.sweeps_H = 1 + int(alpha * (1 + (per_problem_nnz * r + m * r * r) / (n * (r + 1) * r)))
+        self.sweeps_W = self.sweep_count(per_problem_nnz, n, m, r)
+        self.sweeps_H = self.sweep_count(per_problem_nnz, m, n, r)
         self.delta = self.config["delta"]
         self.data_t = data.T
         # W is kept as the transpose of a contiguous W^T: the rows a W sweep updates are contiguous
@@ -64,6 +69,13 @@ class AcceleratedHALS(NMFSolver):
         state.W = self.Wt.mT
         if self.config["scale_init"] and self.update_W and self.update_H:
             self._scale_()
+
+    def sweep_count(self, nnz: float, other: int, side: int, r: int) -> int:
+        """``1 + floor(alpha * rho)``, rho = (products + one sweep) / one sweep of the factor with ``side`` rows of W^T."""
+        launch = self.config["launch_cost"]
+        products = nnz * r + other * r * r + 10 * launch  # two GEMMs and the scaling of their results
+        sweep = side * (r + 1) * r + (2 * r + 4) * launch  # r row updates of two launches each
+        return 1 + int(self.config["alpha"] * (products + sweep) / sweep)
 
     def _scale_(self) -> None:
         # argmin_s ||X - s W H||_F per problem: s = <X, WH> / ||WH||^2
