@@ -129,9 +129,13 @@ def nmf_torch_method(algo):
     return dict(errors=errors, run=run)
 
 
+DEVICE = torch.device("cpu")
+
+
 def ours(solver, compile=False, **options):
     def fit(X, W0, H0, k, callbacks=(), check_every=10):
-        model = NMF(W0.shape[1], solver=solver, **options)
+        model = NMF(W0.shape[1], solver=solver, device=DEVICE, **options)
+        X, W0, H0 = (torch.as_tensor(a, device=DEVICE) for a in (X, W0, H0))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(X, W=W0, H=H0, max_iter=k, tol=0, check_every=check_every, callbacks=callbacks, compile=compile)
@@ -141,7 +145,7 @@ def ours(solver, compile=False, **options):
         out = [_error(X, W0, H0)]
 
         def record(info):
-            out.append(_error(X, info.solver.W.detach().numpy(), info.solver.H.detach().numpy()))
+            out.append(_error(X, info.solver.W.detach().cpu().numpy(), info.solver.H.detach().cpu().numpy()))
 
         fit(X, W0, H0, k_max, callbacks=[record], check_every=1)
         return out
@@ -149,14 +153,15 @@ def ours(solver, compile=False, **options):
     return dict(errors=errors, run=lambda X, W0, H0, k: fit(X, W0, H0, k))
 
 
-def methods():
+def methods(peers=True):
     out = {
-        "sklearn cd": sklearn_method("cd"),
-        "sklearn mu": sklearn_method("mu"),
         "torchnmf_l1 hals": ours("hals"),
         "torchnmf_l1 hals compiled (warm)": ours("hals", compile=True),
         "torchnmf_l1 mu": ours("mu"),
     }
+    if not peers:
+        return out
+    out = {"sklearn cd": sklearn_method("cd"), "sklearn mu": sklearn_method("mu"), **out}
     try:
         import nmf.nmf_models  # noqa: F401
 
@@ -306,19 +311,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, float64 only")
     parser.add_argument("--before", default="7f11fe1", help="git revision whose op counts are the 'before' column")
-    parser.add_argument("--output", default="bench_small")
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--device", default="cpu", help="where our methods run (the peers run on the CPU)")
+    parser.add_argument("--no-peers", action="store_true", help="only our methods (e.g. on a GPU machine)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(THREADS)
     seeds = range(2) if args.quick else range(5)
     dtypes = [np.float64] if args.quick else [np.float32, np.float64]
-    all_methods = methods()
+    all_methods = methods(peers=not args.no_peers)
     rows = []
     for m, n, r in PROBLEMS:
         for dtype in dtypes:
             for seed in seeds:
                 row = run_case(m, n, r, seed, dtype, all_methods, repeats=3 if args.quick else 5)
                 rows.append(row)
-                cd = row["methods"]["sklearn cd"].get("time_to_target")
                 line = "  ".join(f"{k.replace('torchnmf_l1 ', '')}: {v.get('time_to_target', float('nan')) * 1e3:.2f}ms"
                                  for k, v in row["methods"].items())
                 print(f"{m}x{n} r={r} {dtype.__name__} seed {seed}: {line}", flush=True)
@@ -333,7 +341,7 @@ def main():
                 reached = [t for t in times if t is not None]
                 per_it = [row["methods"][name].get("seconds_per_iteration") for row in group]
                 per_it = [t for t in per_it if t is not None]
-                cd = [row["methods"]["sklearn cd"].get("time_to_target") for row in group]
+                cd = [row["methods"].get("sklearn cd", {}).get("time_to_target") for row in group]
                 ratios = [c / t for c, t in zip(cd, times) if c is not None and t is not None]
                 summary[key][name] = dict(
                     reached=f"{len(reached)}/{len(group)}",
@@ -356,12 +364,16 @@ def main():
     except (subprocess.CalledProcessError, FileNotFoundError) as err:  # no git history (e.g. an sdist)
         ops["before"] = f"not measured: {err}"
     print("\naten ops and host reads per HALS iteration:", json.dumps(ops, indent=1))
-    payload = dict(machine=machine(THREADS), threads=THREADS, budget_iterations=BUDGET, rows=rows, summary=summary,
+    info = machine(THREADS)
+    info["device"] = str(DEVICE)
+    if DEVICE.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(DEVICE)
+    payload = dict(machine=info, threads=THREADS, budget_iterations=BUDGET, rows=rows, summary=summary,
                    ops_per_iteration=ops,
                    note=("time to target: one uninterrupted call doing the iterations that reach 1.01 x the best error "
                          "(setup included), median of repeats; speed_vs_sklearn_cd = sklearn cd time / method time "
                          "(> 1: faster than scikit-learn)"))
-    path = write(args.output, payload)
+    path = write(args.output or ("bench_small" if DEVICE.type == "cpu" else f"bench_small_{DEVICE.type}"), payload)
     print(f"wrote {path}")
 
 
