@@ -148,9 +148,9 @@ def test_cp_bad_input():
         NonnegativeCP(2).fit(T, mask=torch.ones(3, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"initial factors must have shapes \[\(15, 2\)"):
         NonnegativeCP(2).fit(T, factors=[torch.rand(15, 3)] * 3)
-    with pytest.raises(ValueError, match="snap must be"):
+    with pytest.raises(ValueError, match="DictionaryCP: option 'snap' must be one of 'hard', 'flexible', got 'soft'"):
         DictionaryCP(3, dictionary=D, snap="soft")
-    with pytest.raises(ValueError, match="atoms_init must be 'match' or 'subspace', got 'svd'"):
+    with pytest.raises(ValueError, match="option 'atoms_init' must be one of 'match', 'subspace', got 'svd'"):
         DictionaryCP(3, dictionary=D, atoms_init="svd")
     with pytest.raises(ValueError, match="atoms_init='subspace' chooses distinct atoms"):
         DictionaryCP(3, dictionary=D, atoms_init="subspace", distinct=False)

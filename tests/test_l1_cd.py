@@ -125,8 +125,9 @@ def test_l1_init_scaling_and_balance():
 
 def test_bad_input():
     X = _sparse_problem(10, 8)
-    for lam, exc, msg in [(-0.1, ValueError, "zero_weight must be >= 0"), (float("nan"), ValueError, "finite"),
-                          (float("inf"), ValueError, "finite"), ("a", TypeError, "real number")]:
+    for lam, exc, msg in [(-0.1, ValueError, "option 'zero_weight' must be None or a number >= 0, got -0.1"),
+                          (float("nan"), ValueError, "zero_weight' must be None or a number >= 0, got nan"),
+                          (float("inf"), ValueError, "got inf"), ("a", TypeError, "option 'zero_weight' must be None or a number")]:
         with pytest.raises(exc, match=msg):
             NMF(2, loss="wl1", zero_weight=lam, solver="scd")
     negative = X.toarray()

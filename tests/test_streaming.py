@@ -115,7 +115,7 @@ def test_block_size_for_budget_arithmetic_and_errors():
     assert block_size_for_budget(10_000_000, 200, 10, torch.float64, device_type="cuda") < b
     with pytest.raises(ValueError, match="memory_budget=1000 bytes is too small"):
         block_size_for_budget(1000, 200, 10, torch.float64)
-    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes, got -5"):
+    with pytest.raises(ValueError, match="option 'memory_budget' must be None or an integer >= 1, got -5"):
         StreamingNMF(3, memory_budget=-5).fit(np.ones((4, 6)), max_iter=1)
     with pytest.raises(ValueError, match="give memory_budget or block_size, not both"):
         StreamingNMF(3, memory_budget=10**6, block_size=10)

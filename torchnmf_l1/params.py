@@ -29,6 +29,7 @@ __all__ = [
     "Boolean",
     "OneOf",
     "Anything",
+    "Registered",
     "check_params",
     "check_value",
     "defaults",
@@ -175,7 +176,7 @@ class OneOf(Constraint):
         return self._first(value)[1]
 
     def wrong_type(self, value) -> bool:
-        return all(c is not None and c.wrong_type(value) for c in self.options) and value is not None
+        return value is not None and all(c.wrong_type(value) for c in self.options if c is not None)
 
     def normalize(self, value):
         c, _ = self._first(value)
@@ -183,12 +184,44 @@ class OneOf(Constraint):
 
 
 @dataclass(frozen=True)
+class Registered(Constraint):
+    """The name of a registered solver of ``family`` (or, with ``init=True``, a registered
+    initialisation), looked up in the registry when checked; stored lower-case."""
+
+    family: str
+    init: bool = False
+
+    def _names(self) -> list[str]:
+        from .registry import available_inits, available_solvers
+
+        return available_inits(self.family) if self.init else available_solvers(self.family)
+
+    @property
+    def description(self) -> str:
+        kind = "initialisation" if self.init else "solver"
+        return f"a registered {self.family} {kind}: one of {', '.join(map(repr, self._names()))}"
+
+    def wrong_type(self, value) -> bool:
+        return not isinstance(value, str)
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and value.lower() in self._names()
+
+    def normalize(self, value):
+        return value.lower()
+
+
+@dataclass(frozen=True)
 class Param:
-    """One option: its default, what it accepts and a line of documentation."""
+    """One option: its default, what it accepts and a line of documentation.
+
+    ``required`` marks a parameter without a default (a model's rank, a dictionary).
+    """
 
     default: Any
     constraint: Constraint | None = None
     doc: str = ""
+    required: bool = False
 
 
 def check_value(owner: str, name: str, value, constraint: Constraint | None):
@@ -226,6 +259,8 @@ def check_params(table: dict[str, Param], given: dict, owner: str, *, validators
     for name, param in table.items():
         if name in given:
             out[name] = check_value(owner, name, given[name], param.constraint)
+        elif param.required:
+            raise TypeError(f"{owner}: missing required option {name!r} ({param.doc or param.constraint.description})")
         else:
             out[name] = param.default
     for validate in validators:

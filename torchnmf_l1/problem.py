@@ -21,7 +21,7 @@ from torch import Tensor
 from . import kernels
 from .data import Data
 
-__all__ = ["Loss", "resolve_loss", "Penalties", "NMFProblem", "FactorState", "SeparableProblem", "DictionaryProblem", "CPProblem", "CPState", "StreamingProblem", "DistributedProblem", "NNLSProblem", "LOSS_NAMES"]
+__all__ = ["Loss", "LOSS_ALIASES", "resolve_loss", "Penalties", "NMFProblem", "FactorState", "SeparableProblem", "DictionaryProblem", "CPProblem", "CPState", "StreamingProblem", "DistributedProblem", "NNLSProblem", "LOSS_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ _LOSS_FUNCTIONS: dict[str, Callable[[Loss, Data, Tensor, Tensor], Tensor]] = {
 """Loss name -> ``f(loss, data, W, H)``: the loss of each problem (0-dim, or (B,))."""
 
 LOSS_NAMES = tuple(_LOSS_FUNCTIONS)
+#: every name resolve_loss accepts (canonical names and their aliases)
+LOSS_ALIASES = LOSS_NAMES + ("fro", "euclidean", "l2", "kullback-leibler", "itakura-saito")
 
 _BETA_OF = {"frobenius": 2.0, "kl": 1.0, "is": 0.0}
 _NAME_OF_BETA = {b: n for n, b in _BETA_OF.items()}

@@ -14,7 +14,21 @@ from torch import Tensor, nn
 from ..fit import FitOptions, fit_solver
 from ..registry import get_solver
 
-__all__ = ["FactorModule", "replace_parameter_", "set_factor_", "check_finite_output"]
+__all__ = ["FactorModule", "replace_parameter_", "set_factor_", "check_finite_output", "check_device"]
+
+
+def check_device(device) -> None:
+    """A clear error for a device that is not a torch device or is not on this machine."""
+    if device is None:
+        return
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine; use 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def replace_parameter_(param: nn.Parameter, value: Tensor) -> None:

@@ -33,9 +33,26 @@ from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize_cp, make_generator
 from ..kernels.cp import cp_reconstruct
+from ..params import Anything, Boolean, Choice, Integer, OneOf, Param, Registered, check_params
 from ..problem import CPProblem, CPState
-from ..registry import get_init, get_solver
-from .base import FactorModule
+from ..registry import get_solver
+from .base import FactorModule, check_device
+
+CP_PARAMETERS = {
+    "rank": Param(None, Integer(1), "number r of rank-one components", required=True),
+    "init": Param("random", Registered("cp", init=True), "registered CP initialisation"),
+    "solver": Param("hals", Registered("cp"), "registered CP solver"),
+    "seed": Param(None, OneOf(None, Integer(0)), "seed of the random initialisation"),
+}
+DICTIONARY_CP_PARAMETERS = {
+    **CP_PARAMETERS,
+    "dictionary": Param(None, Anything("an I_mode x d nonnegative matrix"), "the atoms of the constrained mode",
+                        required=True),
+    "mode": Param(0, Integer(), "the constrained mode (negative values count from the end)"),
+    "distinct": Param(True, Boolean(), "different atoms for different components"),
+    "snap": Param("hard", Choice("hard", "flexible"), "snap to the atoms, or pull towards them"),
+    "atoms_init": Param("match", Choice("match", "subspace"), "how the first atoms are chosen"),
+}
 
 __all__ = ["NonnegativeCP", "DictionaryCP"]
 
@@ -80,15 +97,15 @@ class NonnegativeCP(FactorModule):
     True
     """
 
+    hyperparameters = CP_PARAMETERS
+    solver_family = "cp"
+
     def __init__(self, rank: int, *, init: str = "random", solver: str = "hals", seed=None, device=None, dtype=None, **solver_options):
         super().__init__()
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
-        get_init(init, family="cp")
+        check_params(CP_PARAMETERS, dict(rank=rank, init=init, solver=solver, seed=seed), type(self).__name__)
+        check_device(device)
         self.solver = solver.lower()
         get_solver(self.solver, family="cp").check_options(solver_options)
-        if seed is not None:
-            make_generator(seed, "cpu")
         self.rank = rank
         self.init = init.lower()
         self.seed = seed
@@ -237,19 +254,18 @@ class DictionaryCP(NonnegativeCP):
         The selected atoms; ``factors[mode]`` equals ``dictionary[:, indices]``.
     """
 
+    hyperparameters = DICTIONARY_CP_PARAMETERS
+
     def __init__(self, rank: int, *, dictionary, mode: int = 0, distinct: bool = True, snap: str = "hard", atoms_init: str = "match", **kwargs):
+        check_params({k: v for k, v in DICTIONARY_CP_PARAMETERS.items() if k not in CP_PARAMETERS or k == "rank"},
+                     dict(rank=rank, dictionary=dictionary, mode=mode, distinct=distinct, snap=snap, atoms_init=atoms_init),
+                     "DictionaryCP")
         super().__init__(rank, **kwargs)
         D = prepare_dictionary(dictionary, "dictionary", self.device, self.dtype)
         if distinct and rank > D.shape[1]:
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")
-        if snap not in ("hard", "flexible"):
-            raise ValueError(f"snap must be 'hard' or 'flexible', got {snap!r}")
-        if atoms_init not in ("match", "subspace"):
-            raise ValueError(f"atoms_init must be 'match' or 'subspace', got {atoms_init!r}")
         if atoms_init == "subspace" and not distinct:
             raise ValueError("atoms_init='subspace' chooses distinct atoms; it needs distinct=True")
-        if isinstance(mode, bool) or not isinstance(mode, int):
-            raise TypeError(f"mode must be an integer, got {mode!r}")
         self.mode = mode
         self.distinct = distinct
         self.snap = snap

@@ -28,12 +28,27 @@ from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import make_generator
 from ..kernels.dictionary import normalize_counts
+from ..params import Anything, Boolean, Integer, OneOf, Param, Registered, check_params
 from ..problem import DictionaryProblem
 from ..registry import available_solvers, get_solver
-from .base import FactorModule, set_factor_
+from .base import FactorModule, check_device, set_factor_
 from .separable import SeparableSpec
 
 __all__ = ["DictionaryNMF"]
+
+DICTIONARY_PARAMETERS = {
+    "rank": Param(None, Integer(1), "number r of atoms", required=True),
+    "dictionary": Param(None, Anything("a p x d nonnegative matrix, or a list of them"), "the atoms (columns)",
+                        required=True),
+    "counts": Param(None, Anything("one int or (lo, hi) per dictionary, or None"), "atoms taken from each dictionary"),
+    "init": Param("spa", Anything("'random' or a registered separable solver (a 'd-' prefix is accepted)"),
+                  "the first atoms"),
+    "init_options": Param(None, Anything("a dict of SeparableNMF options, or None"), "options of a separable init"),
+    "distinct": Param(True, Boolean(), "the r atoms must be different"),
+    "solver": Param("proximal", Registered("dictionary"), "registered dictionary solver"),
+    "seed": Param(None, OneOf(None, Integer(0)), "seed of the random choices"),
+    "nnls_max_sweeps": Param(500, Integer(1), "HALS sweeps of the H-fits"),
+}
 
 
 class DictionaryNMF(FactorModule):
@@ -101,6 +116,9 @@ class DictionaryNMF(FactorModule):
     [2, 5, 7]
     """
 
+    hyperparameters = DICTIONARY_PARAMETERS
+    solver_family = "dictionary"
+
     def __init__(
         self,
         rank: int,
@@ -118,8 +136,10 @@ class DictionaryNMF(FactorModule):
         **solver_options,
     ):
         super().__init__()
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        check_params(self.hyperparameters, dict(rank=rank, dictionary=dictionary, counts=counts, init=init,
+                                           init_options=init_options, distinct=distinct, solver=solver, seed=seed,
+                                           nnls_max_sweeps=nnls_max_sweeps), "DictionaryNMF")
+        check_device(device)
         dtype = check_dtype(dtype)
         if isinstance(dictionary, (list, tuple)):
             parts = [prepare_dictionary(D, f"dictionary[{i}]", device, dtype) for i, D in enumerate(dictionary)]
@@ -162,8 +182,6 @@ class DictionaryNMF(FactorModule):
             )
         self.solver = solver.lower()
         get_solver(self.solver, family="dictionary").check_options(solver_options)
-        if isinstance(nnls_max_sweeps, bool) or not isinstance(nnls_max_sweeps, int) or nnls_max_sweeps < 1:
-            raise ValueError(f"nnls_max_sweeps must be an integer >= 1, got {nnls_max_sweeps!r}")
         self.rank = rank
         self.counts = counts
         self.init = method

@@ -21,19 +21,29 @@ from ..data import Data, check_dtype, check_factor, floating_dtype, prepare_data
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize, make_generator, random_codes
-from ..problem import FactorState, NMFProblem, Penalties, resolve_loss
-from ..registry import default_solver, get_init, get_solver
-from .base import FactorModule, set_factor_
+from ..params import Anything, Choice, Integer, Number, OneOf, Param, Registered, check_params
+from ..problem import LOSS_ALIASES, FactorState, NMFProblem, Penalties, resolve_loss
+from ..registry import default_solver, get_solver
+from .base import FactorModule, check_device, set_factor_
 
 __all__ = ["NMF"]
 
+_PENALTY = Number(0)
 
-def _check_rank(rank) -> int:
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        raise TypeError(f"rank must be a positive integer, got {rank!r}")
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1, got {rank}")
-    return rank
+NMF_PARAMETERS = {
+    "rank": Param(None, Integer(1), "factorization rank r (<= min(m, n) at fit time)", required=True),
+    "shape": Param(None, Anything("(m, n), two positive integers, or None"), "allocate W and H now"),
+    "loss": Param("frobenius", Choice(*LOSS_ALIASES), "the loss D(X | WH)"),
+    "beta": Param(None, OneOf(None, Number()), "beta of loss='beta'"),
+    "zero_weight": Param(None, OneOf(None, Number(0)), "weight lambda of the zeros of X in loss='wl1'"),
+    "solver": Param(None, OneOf(None, Registered("nmf")), "registered solver (default: the loss's)"),
+    "init": Param(None, OneOf(None, Registered("nmf", init=True)), "registered initialisation (default: the solver's)"),
+    "l1_reg_W": Param(0.0, _PENALTY, "L1 penalty on W"),
+    "l2_reg_W": Param(0.0, _PENALTY, "squared-L2 penalty on W"),
+    "l1_reg_H": Param(0.0, _PENALTY, "L1 penalty on H"),
+    "l2_reg_H": Param(0.0, _PENALTY, "squared-L2 penalty on H"),
+    "seed": Param(None, OneOf(None, Integer(0)), "seed of the random initialisations"),
+}
 
 
 class NMF(FactorModule):
@@ -80,6 +90,11 @@ class NMF(FactorModule):
     result_ : FitResult
         Result of the last :meth:`fit`.
 
+    Notes
+    -----
+    The options are checked against :attr:`hyperparameters` (the table the command line builds
+    its ``[model]`` schema from), the solver options against the solver's own table.
+
     Examples
     --------
     >>> import torch
@@ -91,6 +106,9 @@ class NMF(FactorModule):
     >>> bool(torch.linalg.norm(X - model()) / torch.linalg.norm(X) < 1e-2)
     True
     """
+
+    hyperparameters = NMF_PARAMETERS
+    solver_family = "nmf"
 
     def __init__(
         self,
@@ -112,7 +130,12 @@ class NMF(FactorModule):
         **solver_options,
     ):
         super().__init__()
-        self.rank = _check_rank(rank)
+        check_params(self.hyperparameters, dict(
+            rank=rank, shape=shape, loss=loss, beta=beta, zero_weight=zero_weight, solver=solver, init=init,
+            l1_reg_W=l1_reg_W, l2_reg_W=l2_reg_W, l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, seed=seed,
+        ), "NMF")
+        check_device(device)
+        self.rank = rank
         self.loss = resolve_loss(loss, beta=beta, zero_weight=zero_weight)
         self.penalties = Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H)
         solver_cls = get_solver(solver if solver is not None else default_solver(self.loss.name))
@@ -123,11 +146,7 @@ class NMF(FactorModule):
             )
         solver_cls.check_options(solver_options)
         self.solver_options = dict(solver_options)
-        init = solver_cls.default_init if init is None else init
-        get_init(init)
-        self.init = init
-        if seed is not None:
-            make_generator(seed, "cpu")
+        self.init = solver_cls.default_init if init is None else init.lower()
         self.seed = seed
         self.dtype = check_dtype(dtype)
         if shape is None:

@@ -18,11 +18,23 @@ from ..data import check_dtype, floating_dtype, prepare_data
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import make_generator
+from ..params import Integer, Number, OneOf, Param, Registered, check_params
 from ..problem import SeparableProblem
 from ..registry import get_solver
-from .base import FactorModule, set_factor_
+from .base import FactorModule, check_device, set_factor_
 
 __all__ = ["SeparableNMF", "SeparableSpec"]
+
+
+SEPARABLE_PARAMETERS = {
+    "rank": Param(None, OneOf(None, Integer(1)), "number r of selected columns (None: FGNSR with mu detects it)",
+                  required=True),
+    "solver": Param("spa", Registered("separable"), "registered separable solver"),
+    "subsample": Param(None, OneOf(None, Integer(1)), "select among the representatives of this many H2NMF clusters"),
+    "seed": Param(None, OneOf(None, Integer(0)), "seed of the generator (VCA, FGNSR's p)"),
+    "nnls_max_sweeps": Param(500, Integer(1), "HALS sweeps of the final H-fit"),
+    "nnls_delta": Param(1e-6, Number(0), "stopping rule of the final H-fit"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,28 +55,16 @@ class SeparableSpec:
     @classmethod
     def create(cls, rank, solver, *, subsample=None, seed=None, dtype=None, nnls_max_sweeps=500, nnls_delta=1e-6,
                solver_options=None) -> "SeparableSpec":
-        solver_cls = get_solver(solver, family="separable")
-        if rank is None:
-            if not solver_cls.detects_rank:
-                raise ValueError(f"solver {solver!r} needs an integer rank, got None")
-        elif isinstance(rank, bool) or not isinstance(rank, int):
-            raise TypeError(f"rank must be a positive integer or None, got {rank!r}")
-        elif rank < 1:
-            raise ValueError(f"rank must be >= 1, got {rank}")
+        p = check_params(SEPARABLE_PARAMETERS, dict(rank=rank, solver=solver, subsample=subsample, seed=seed,
+                                                     nnls_max_sweeps=nnls_max_sweeps, nnls_delta=nnls_delta), "SeparableNMF")
+        solver_cls = get_solver(p["solver"], family="separable")
+        if rank is None and not solver_cls.detects_rank:
+            raise ValueError(f"solver {solver!r} needs an integer rank, got None")
         solver_options = dict(solver_options or {})
         solver_cls.check_options(solver_options)
-        if subsample is not None:
-            if isinstance(subsample, bool) or not isinstance(subsample, int):
-                raise TypeError(f"subsample must be an integer or None, got {subsample!r}")
-            if subsample < 1 or (rank is not None and subsample < rank):
-                raise ValueError(f"subsample must be >= rank={rank} (and >= 1), got {subsample}")
-        if isinstance(nnls_max_sweeps, bool) or not isinstance(nnls_max_sweeps, int) or nnls_max_sweeps < 1:
-            raise ValueError(f"nnls_max_sweeps must be an integer >= 1, got {nnls_max_sweeps!r}")
-        if isinstance(nnls_delta, bool) or not isinstance(nnls_delta, (int, float)) or not 0 <= nnls_delta < float("inf"):
-            raise ValueError(f"nnls_delta must be a finite number >= 0, got {nnls_delta!r}")
-        if seed is not None:
-            make_generator(seed, "cpu")
-        return cls(rank, solver.lower(), subsample, seed, check_dtype(dtype), nnls_max_sweeps, float(nnls_delta), solver_options)
+        if subsample is not None and rank is not None and subsample < rank:
+            raise ValueError(f"subsample must be >= rank={rank}, got {subsample}")
+        return cls(rank, p["solver"], subsample, seed, check_dtype(dtype), nnls_max_sweeps, p["nnls_delta"], solver_options)
 
     def problem(self, X, device) -> SeparableProblem:
         """Validate X (dense, nonnegative, rank and subsample in range) and build the problem."""
@@ -139,6 +139,9 @@ class SeparableNMF(FactorModule):
     factorization -- provably", STOC 2012.
     """
 
+    hyperparameters = SEPARABLE_PARAMETERS
+    solver_family = "separable"
+
     def __init__(
         self,
         rank: int | None,
@@ -153,6 +156,7 @@ class SeparableNMF(FactorModule):
         **solver_options,
     ):
         super().__init__()
+        check_device(device)
         self.spec = SeparableSpec.create(
             rank, solver, subsample=subsample, seed=seed, dtype=dtype, nnls_max_sweeps=nnls_max_sweeps,
             nnls_delta=nnls_delta, solver_options=solver_options,

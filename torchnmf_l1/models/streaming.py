@@ -31,13 +31,28 @@ from ..data import check_factor
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import make_generator, random_init_blocks
+from ..params import Anything, Boolean, Integer, Number, OneOf, Param, Registered, check_params
 from ..problem import FactorState, Penalties, StreamingProblem
 from ..registry import get_solver
-from .base import FactorModule, set_factor_
+from .base import FactorModule, check_device, set_factor_
 
 __all__ = ["StreamingNMF"]
 
 DEFAULT_BLOCK_SIZE = 8192
+
+STREAMING_PARAMETERS = {
+    "rank": Param(None, Integer(1), "number r of components", required=True),
+    "solver": Param("hals", Registered("streaming"), "registered streaming solver"),
+    "memory_budget": Param(None, OneOf(None, Integer(1)), "bytes for the per-block working memory"),
+    "block_size": Param(None, OneOf(None, Integer(1)), "columns per block"),
+    "H_device": Param(None, Anything("a torch device or None"), "where H is kept"),
+    "seed": Param(None, OneOf(None, Integer(0)), "seed of the random initialisation"),
+    "pin_memory": Param(True, Boolean(), "stage blocks in pinned memory on CUDA"),
+    "l1_reg_W": Param(0.0, Number(0), "L1 penalty on W"),
+    "l2_reg_W": Param(0.0, Number(0), "squared-L2 penalty on W"),
+    "l1_reg_H": Param(0.0, Number(0), "L1 penalty on H"),
+    "l2_reg_H": Param(0.0, Number(0), "squared-L2 penalty on H"),
+}
 
 
 class StreamingNMF(FactorModule):
@@ -80,34 +95,33 @@ class StreamingNMF(FactorModule):
     result_ : FitResult
     """
 
+    hyperparameters = STREAMING_PARAMETERS
+    solver_family = "streaming"
+
     def __init__(self, rank: int, *, solver: str = "hals", memory_budget: int | None = None,
                  block_size: int | None = None, device="cpu", dtype: torch.dtype = torch.float32,
                  H_device=None, seed: int | None = None, pin_memory: bool = True,
                  l1_reg_W: float = 0.0, l2_reg_W: float = 0.0, l1_reg_H: float = 0.0, l2_reg_H: float = 0.0,
                  **solver_options):
         super().__init__()
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive integer, got {rank!r}")
+        check_params(self.hyperparameters, dict(
+            rank=rank, solver=solver, memory_budget=memory_budget, block_size=block_size, H_device=H_device, seed=seed,
+            pin_memory=pin_memory, l1_reg_W=l1_reg_W, l2_reg_W=l2_reg_W, l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H,
+        ), "StreamingNMF")
+        check_device(device)
+        check_device(H_device)
         if memory_budget is not None and block_size is not None:
             raise ValueError(f"give memory_budget or block_size, not both (got {memory_budget!r} and {block_size!r})")
-        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        if memory_budget is not None and (isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget <= 0):
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
         if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             raise TypeError(f"dtype must be a floating torch dtype, got {dtype!r}")
         self.solver = solver.lower()
         self.solver_cls = get_solver(self.solver, family="streaming")
         self.solver_cls.check_options(solver_options)
         self.penalties = Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H)
-        if seed is not None:
-            make_generator(seed, "cpu")
         self.rank = rank
         self.memory_budget = memory_budget
         self.block_size = block_size
         self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: CUDA is not available on this machine")
         self.dtype = dtype
         self.H_device = self.device if H_device is None else torch.device(H_device)
         self.seed = seed
