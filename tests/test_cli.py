@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +87,15 @@ def test_run_writes_factors_report_and_png_figures(tmp_path):
 MALFORMED = {
     "missing file": (None, "nope.toml: config file not found"),
     "unknown key": (CONFIG.replace("\nrank = 3\n", "\nrank = 3\nrnak = 2\n"), "unknown key model.rnak"),
-    "negative rank": (CONFIG.replace("\nrank = 3", "\nrank = -2"), r"model.rank = -2 is out of range; allowed: an integer >= 1"),
+    "negative rank": (CONFIG.replace("\nrank = 3", "\nrank = -2"), r"model.rank = -2 is not allowed; allowed: an integer >= 1"),
     "rank too large": (CONFIG.replace("\nrank = 3", "\nrank = 21"), r"model.rank = 21 is too large: it must be <= min\(m, n\) = 20"),
-    "unknown solver": (CONFIG.replace('solver = "hals"', 'solver = "sCD-typo"'), r"model.solver = 'sCD-typo' is not allowed; allowed values: \[.*'hals'"),
-    "wrong type": (CONFIG.replace("max_iter = 40", 'max_iter = "40"'), r"fit.max_iter must be int, got '40'"),
+    "unknown solver": (CONFIG.replace('solver = "hals"', 'solver = "sCD-typo"'), r"model.solver = 'sCD-typo' is not allowed; allowed: None or a registered nmf solver: one of .*'hals'"),
+    "wrong type": (CONFIG.replace("max_iter = 40", 'max_iter = "40"'), r"fit.max_iter must be None or an integer >= 0, got '40' \(str\)"),
+    "plot that does not fit": (CONFIG.replace('plots = ["convergence", "abundances", "spectra"]', 'plots = ["basis"]'),
+                               r"output.plots: 'basis' needs data.image_shape with rows \* cols = m = 20"),
+    "CP refuses an NMF init": (CONFIG.replace('solver = "hals"', 'name = "cp"\ninit = "nndsvda"').replace(
+        'plots = ["convergence", "abundances", "spectra"]', 'plots = ["convergence"]'),
+        r"model.init = 'nndsvda' is not allowed; allowed: a registered cp initialisation: one of 'random', 'svd'"),
 }
 
 
@@ -138,28 +144,45 @@ def test_unknown_model_gives_a_clear_error():
 
     with pytest.raises(ConfigError, match=r"model.name: unknown model 'pca'; allowed: \["):
         validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "name": "pca"}})
-    for name in MODELS:  # every model of the table is there and validates
-        validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "name": name}})
+    for name in MODELS:  # every model of the table is there and validates with its own required keys
+        model = {"rank": 2, "name": name, **({"dictionary": "self"} if "dictionary" in name else {})}
+        validate_config({"run": {}, "data": {"synthetic": True}, "model": model})
+    with pytest.raises(ConfigError, match="missing required key model.dictionary"):
+        validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "name": "dictionary"}})
+    # each model has its own keys: SeparableNMF takes no loss, CP no nndsvda, NMF no snap
+    with pytest.raises(ConfigError, match=r"unknown key model.loss; allowed keys in \[model\] of model 'separable'"):
+        validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "name": "separable", "loss": "kl"}})
+    with pytest.raises(ConfigError, match=r"unknown key model.snap; allowed keys in \[model\] of model 'nmf'"):
+        validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "snap": "hard"}})
+    config = validate_config({"run": {}, "data": {"synthetic": True}, "model": {"rank": 2, "name": "cp", "init": "svd"}})
+    assert config["model"]["init"] == "svd"
 
 
-def test_every_run_config_under_configs_is_valid():
+def test_every_run_config_under_configs_is_valid_and_runs(tmp_path):
+    """Every run config validates; those whose data is here run (2 iterations, no figures)."""
     import tomllib
 
+    from torchnmf_l1.cli import run_config
     from torchnmf_l1.config import is_run_config
 
-    checked = 0
+    checked, ran, models = 0, 0, set()
     for path in sorted((ROOT / "configs").glob("**/*.toml")):
         with open(path, "rb") as f:
             if not is_run_config(tomllib.load(f)):
                 continue  # an experiment's own config
-        try:
-            load_config(path)
-        except ConfigError as err:
-            if "not available in this version" in str(err):
-                continue
-            raise
+        config = load_config(path, ["fit.max_iter=2"])
         checked += 1
-    assert checked >= 1
+        models.add(config["model"]["name"])
+        if config["data"]["path"] is None or Path(config["data"]["path"]).exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # 2 iterations do not converge
+                report = run_config(config, tmp_path / path.stem, figures=False)
+            assert report["n_iter"] == 2 and np.all(np.isfinite(report["objective"]))
+            ran += 1
+    from torchnmf_l1.config import MODELS
+
+    assert models == set(MODELS), f"every model needs a config under configs/, missing {set(MODELS) - models}"
+    assert checked >= len(MODELS)
 
 
 def test_info_and_list(tmp_path, capsys):
@@ -223,3 +246,99 @@ def test_run_on_cuda(tmp_path):
     report = run_config(config, tmp_path / "out", figures=False)
     assert report["versions"]["device"] == "cuda" and report["relative_error"] < 0.05
     assert np.load(tmp_path / "out" / "factors.npz")["W"].shape == (20, 3)
+
+
+TINY = {  # every model from the command line, on synthetic data, with its own keys
+    "nmf": ('name = "nmf"\nrank = 3\nsolver = "hals"', "m = 20\nn = 25\ntrue_rank = 3", 0.05),
+    "separable": ('name = "separable"\nrank = 3\nsolver = "spa"', "m = 20\nn = 25\ntrue_rank = 3", 0.3),
+    "dictionary": ('name = "dictionary"\nrank = 3\ndictionary = "self"\ninit = "spa"', "m = 20\nn = 25\ntrue_rank = 3", 0.3),
+    "cp": ('name = "cp"\nrank = 3\ninit = "svd"', "shape = [8, 9, 10]\ntrue_rank = 3", 0.05),
+    "dictionary_cp": ('name = "dictionary_cp"\nrank = 3\ndictionary = "self"\nmode = 0', "shape = [8, 9, 10]\ntrue_rank = 3", 0.5),
+    "streaming": ('name = "streaming"\nrank = 3\nblock_size = 7', "m = 20\nn = 25\ntrue_rank = 3", 0.05),
+}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_every_model_runs_from_the_command_line(tmp_path, name):
+    from torchnmf_l1.config import MODELS
+
+    assert set(TINY) == set(MODELS), "a new model needs a command-line test"
+    model, data, bound = TINY[name]
+    (tmp_path / "c.toml").write_text(
+        f'[run]\nname = "{name}"\ndtype = "float64"\n\n[data]\nsynthetic = true\n{data}\n\n[model]\n{model}\nseed = 0\n\n'
+        f'[fit]\nmax_iter = 60\n\n[output]\nplots = ["convergence"]\n')
+    proc = cli("--quiet", "run", "c.toml", "--output", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    factors = np.load(tmp_path / "out" / "factors.npz")
+    assert report["relative_error"] < bound, report["relative_error"]
+    arrays = [factors[k] for k in factors.files if k not in ("config", "meta", "version")]
+    assert arrays and all(np.isfinite(a).all() and (a >= 0).all() for a in arrays if a.dtype.kind == "f")
+    if name in ("nmf", "separable", "dictionary", "streaming"):
+        assert factors["W"].shape == (20, 3) and factors["H"].shape == (3, 25)
+    if name in ("separable", "dictionary", "dictionary_cp"):
+        assert factors["indices"].shape == (3,)
+
+
+def test_run_command_line_details(tmp_path):
+    (tmp_path / "tiny.toml").write_text(CONFIG)
+    # --set key=null is None (TOML has no null): the solver's default init
+    config = load_config(tmp_path / "tiny.toml", ["model.init=null"])
+    assert config["model"]["init"] is None
+    # no progress bar into a pipe, one with --progress
+    proc = cli("run", "tiny.toml", "--output", "a", cwd=tmp_path)
+    assert proc.returncode == 0 and "it/s" not in proc.stderr and "objective=" not in proc.stderr, proc.stderr
+    proc = cli("--progress", "run", "tiny.toml", "--output", "b", cwd=tmp_path)
+    assert proc.returncode == 0 and "objective=" in proc.stderr, proc.stderr
+    # the output folder has the permissions mkdir gives (not a temporary folder's 0700)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o777 & ~umask
+    # a killed run's hidden folders are removed by the next run into the same place
+    dead = tmp_path / ".c.tmp-999999999-abc"
+    dead.mkdir()
+    proc = cli("--quiet", "run", "tiny.toml", "--output", "c", cwd=tmp_path)
+    assert proc.returncode == 0 and not dead.exists()
+    proc = cli("--version", cwd=tmp_path)
+    from torchnmf_l1 import __version__
+
+    assert proc.returncode == 0 and proc.stdout.strip() == f"torchnmf-l1 {__version__}"
+
+
+def test_bad_data_files_exit_2_with_one_line(tmp_path):
+    import scipy.io
+
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.savez(tmp_path / "good.npz", X=np.ones((4, 5)))
+    data = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
+    scipy.io.savemat(tmp_path / "vector.mat", {"v": np.arange(6.0)})
+    import h5py
+
+    with h5py.File(tmp_path / "full73.mat", "w") as f:
+        f.create_dataset("X", data=np.ones((5, 4)))
+    raw = (tmp_path / "full73.mat").read_bytes()
+    (tmp_path / "trunc73.mat").write_bytes(raw[: len(raw) // 2])
+    for name, pattern in [("empty.npy", "not a readable .npy file"), ("truncated.npz", "not a readable .npz file"),
+                          ("vector.mat", r"no matrix \(2-D, every dimension > 1\)"), ("trunc73.mat", "not a readable")]:
+        proc = cli("info", name, cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        import re
+
+        assert re.search(pattern, lines[0]), (name, lines[0])
+
+
+def test_info_lists_variables_and_list_shows_each_models_keys(tmp_path, capsys):
+    import scipy.io
+
+    scipy.io.savemat(tmp_path / "two.mat", {"A": np.ones((4, 5)), "labels": np.arange(5.0)})
+    assert main(["info", str(tmp_path / "two.mat"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {v["name"]: v["shape"] for v in d["variables"]} == {"A": [4, 5], "labels": [1, 5]}
+    assert d["variable"] == "A"
+    assert main(["list", "--json"]) == 0
+    cat = json.loads(capsys.readouterr().out)
+    assert "snap" in cat["models"]["dictionary_cp"]["keys"] and "snap" not in cat["models"]["cp"]["keys"]
+    assert "loss" in cat["models"]["nmf"]["keys"] and "loss" not in cat["models"]["separable"]["keys"]
+    assert sorted(cat["models"]["separable"]["solvers"]) == sorted(__import__("torchnmf_l1").available_solvers("separable"))

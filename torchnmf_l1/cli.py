@@ -3,15 +3,18 @@
 Commands
 --------
 ``run CONFIG.toml``
-    Fit the model of a run config (see :mod:`torchnmf_l1.config`) and write, into the
-    output folder, ``factors.npz``, ``report.json`` and ``figures/*.png``. Flags override
-    config keys: ``--device``, ``--dtype``, ``--rank``, ``--seed``, ``--solver``,
+    Fit the model of a run config (see :mod:`torchnmf_l1.config`; every model: ``nmf``,
+    ``separable``, ``dictionary``, ``cp``, ``dictionary_cp``, ``streaming``) and write, into
+    the output folder, ``factors.npz``, ``report.json`` and ``figures/*.png``. Flags
+    override config keys: ``--device``, ``--dtype``, ``--rank``, ``--seed``, ``--solver``,
     ``--max-iter``, ``--tol``, ``--output`` and any ``--set section.key=value``.
 ``info FILE``
-    Shape, sparsity, nonnegativity and memory of a data file.
+    Shape, sparsity, nonnegativity and memory of a data file, and its variables.
 ``list``
-    Models, solvers (with their losses and options), losses and initialisations.
+    Every model with its keys (its hyperparameter table) and its solvers (losses,
+    options), the losses and the initialisations.
 
+A progress bar is drawn on a terminal (``--progress`` forces it, ``--quiet`` hides it).
 Exit status: 0 success; 2 bad config, bad input or bad arguments (one line naming the
 key or file); 1 anything else (one line; ``--debug`` shows the traceback).
 """
@@ -19,7 +22,6 @@ key or file); 1 anything else (one line; ``--debug`` shows the traceback).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 import time
@@ -42,9 +44,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchnmf-l1", description="GPU-accelerated NMF on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+    parser.add_argument("--progress", action="store_true", help="draw the progress bar even when not on a terminal")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -60,10 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tol", type=float, help="override fit.tol")
     run.add_argument("--output", "-o", help="override run.output (the folder written)")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override any config key (value in TOML syntax); repeatable")
+                     help="override any config key (value in TOML syntax; null for None); repeatable")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     run.add_argument("--no-figures", action="store_true", help="write no figures")
     run.add_argument("--quiet", "-q", action="store_true", dest="quiet_run", help=argparse.SUPPRESS)
+    run.add_argument("--progress", action="store_true", dest="progress_run", help=argparse.SUPPRESS)
 
     info = sub.add_parser("info", help="describe a data file")
     info.add_argument("file")
@@ -92,95 +103,126 @@ def _overrides(args) -> list[str]:
     return out + list(args.set)
 
 
-def _load_matrix(config: dict):
-    """(X as ndarray or CSR, Dataset-like info) from config['data']."""
+def _synthetic_matrix(data: dict, dtype):
+    rng = np.random.default_rng(data["data_seed"])
+    W0 = rng.random((data["m"], data["true_rank"]))
+    H0 = rng.random((data["true_rank"], data["n"]))
+    return (W0 @ H0 + data["noise"] * rng.random((data["m"], data["n"]))).astype(dtype)
+
+
+def _synthetic_tensor(data: dict, dtype):
+    rng = np.random.default_rng(data["data_seed"])
+    shape = tuple(data["shape"] or (20, 25, 30))
+    factors = [rng.random((s, data["true_rank"])) for s in shape]
+    letters = "abcdefgh"[: len(shape)]
+    T = np.einsum(",".join(f"{c}z" for c in letters) + "->" + letters, *factors)
+    return (T + data["noise"] * rng.random(shape)).astype(dtype)
+
+
+def _load_data(config: dict):
+    """The Dataset of config['data'] (X as ndarray, CSR, memory-mapped array or, for CP, a tensor)."""
     import scipy.sparse
 
-    from .io import Dataset, load_data
+    from .config import TENSOR_MODELS
+    from .io import Dataset, load_data, load_tensor
 
-    data = config["data"]
+    data, name = config["data"], config["model"]["name"]
     dtype = np.float64 if config["run"]["dtype"] == "float64" else np.float32
+    if name in TENSOR_MODELS:
+        T = _synthetic_tensor(data, dtype) if data["synthetic"] else load_tensor(data["path"], key=data["key"]).astype(dtype)
+        if T.ndim == 2 and data["image_shape"] is not None:  # bands x pixels: the (bands, rows, cols) cube
+            rows, cols = data["image_shape"]
+            if rows * cols != T.shape[1]:
+                raise _config_error(f"data.image_shape {data['image_shape']} does not fit the {T.shape[1]} columns of the data")
+            T = T.reshape(T.shape[0], rows, cols, order=data["order"] or "C")
+        return Dataset(T, source="synthetic" if data["synthetic"] else data["path"], kind="tensor")
     if data["synthetic"]:
-        rng = np.random.default_rng(data["data_seed"])
-        W0 = rng.random((data["m"], data["true_rank"]))
-        H0 = rng.random((data["true_rank"], data["n"]))
-        X = W0 @ H0 + data["noise"] * rng.random((data["m"], data["n"]))
-        ds = Dataset(X, source="synthetic")
+        ds = Dataset(_synthetic_matrix(data, dtype), source="synthetic")
         if data["image_shape"] is not None:
-            ds.image_shape, ds.kind = tuple(data["image_shape"]), "cube"
+            rows, cols = data["image_shape"]
+            ds.image_shape = (rows, cols)
+            ds.kind = "cube" if rows * cols == ds.X.shape[1] else "images" if rows * cols == ds.X.shape[0] else "matrix"
     else:
         ds = load_data(data["path"], key=data["key"], image_shape=data["image_shape"], order=data["order"])
     X = ds.X
     if scipy.sparse.issparse(X):
         X = X.tocsr().astype(dtype)
-    else:
+    elif name != "streaming":  # a streamed matrix stays where it is (a memory map is read block by block)
         X = np.asarray(X, dtype=dtype)
-        if X.ndim != 2:
-            raise UsageError(f"{ds.source}: data must be a matrix, got an array of shape {X.shape}")
+    if X.ndim != 2:
+        raise UsageError(f"{ds.source}: data must be a matrix, got an array of shape {X.shape}")
     if data["transpose"]:
         X = X.T.tocsr() if scipy.sparse.issparse(X) else np.ascontiguousarray(X.T)
-        if ds.kind == "cube":
-            ds.kind = "images"
-        elif ds.kind == "images":
-            ds.kind = "cube"
+        ds.kind = {"cube": "images", "images": "cube"}.get(ds.kind, ds.kind)
     ds.X = X
     return ds
 
 
-def _accepts(fn, name: str) -> bool:
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+def _dictionary(reference, ds, config: dict):
+    """The dictionary of a config: "self" (X, e.g. the image as its own dictionary), or a file."""
+    from .config import ConfigError
+    from .io import load_data
+
+    if reference == "self":
+        if not isinstance(ds.X, np.ndarray):
+            raise ConfigError("model.dictionary = \"self\" needs a dense X")
+        if ds.X.ndim > 2:  # a tensor: the fibers of the constrained mode are the atoms
+            mode = config["model"].get("mode", 0) % ds.X.ndim
+            return np.moveaxis(ds.X, mode, 0).reshape(ds.X.shape[mode], -1)
+        return ds.X
+    path, key = (reference, None) if isinstance(reference, str) else (reference["path"], reference.get("key"))
+    D = load_data(path, key=key).X
+    return np.asarray(D.toarray() if hasattr(D, "toarray") else D, dtype=ds.X.dtype)
 
 
-def _build_model(config: dict, shape):
+def _build_model(config: dict, ds):
     import torch
 
     from .config import ConfigError, get_model_class
 
     model_cfg, run_cfg = config["model"], config["run"]
     cls = get_model_class(model_cfg["name"])
-    rank = model_cfg["rank"]
-    if rank > min(shape):
+    shape = ds.X.shape
+    rank = model_cfg.get("rank")
+    if rank is not None and len(shape) == 2 and rank > min(shape):
         raise ConfigError(f"model.rank = {rank} is too large: it must be <= min(m, n) = {min(shape)} for data of shape {tuple(shape)}")
     device = run_cfg["device"]
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"run.device = {device!r}: CUDA is not available on this machine; use 'cpu'")
-    kwargs = {"device": device, "dtype": getattr(torch, run_cfg["dtype"])}
-    for key in ("loss", "beta", "zero_weight", "solver", "init", "seed"):
-        if model_cfg[key] is not None:
-            kwargs[key] = model_cfg[key]
+    kwargs = {k: v for k, v in model_cfg.items() if k not in ("name", "options", "rank")}
+    if "dictionary" in kwargs:
+        if kwargs["dictionary"] is None:
+            raise ConfigError("missing required key model.dictionary (\"self\", a file, or {path = ..., key = ...})")
+        kwargs["dictionary"] = _dictionary(kwargs["dictionary"], ds, config)
     kwargs.update(model_cfg["options"])
-    for key in kwargs:
-        if not _accepts(cls.__init__, key):
-            raise ConfigError(f"model.{key}: not a parameter of {cls.__name__} (model {model_cfg['name']!r})")
+    kwargs["device"] = device
+    kwargs["dtype"] = getattr(torch, run_cfg["dtype"])
     try:
         return cls(rank, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"[model]: {err}") from None
 
 
-def _fit_kwargs(model, config: dict, progress: bool) -> dict:
-    from .config import SCHEMA, ConfigError
+def _fit_kwargs(config: dict, progress: bool) -> dict:
+    from .config import fit_schema
 
-    kwargs = {}
-    for key, value in config["fit"].items():
-        if value is None:
-            continue
-        if _accepts(model.fit, key):
-            kwargs[key] = value
-        elif value != SCHEMA["fit"][key].default:
-            raise ConfigError(f"fit.{key}: {type(model).__name__}.fit takes no {key!r}")
-    if _accepts(model.fit, "progress"):
-        kwargs["progress"] = progress
+    kwargs = {k: v for k, v in config["fit"].items() if k in fit_schema(config["model"]["name"])}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "threads"}
+    kwargs["progress"] = progress
     return kwargs
 
 
 def _factors(model) -> dict:
-    out = {name: t for name, t in model.state_dict().items()}
-    for attr in ("indices",):
-        value = getattr(model, attr, None)
-        if value is not None and not callable(value):
-            out.setdefault(attr, value)
+    """Every tensor the model holds (its state dict), and W, H, indices where it has them."""
+    out = dict(model.state_dict())
+    for name in ("W", "H", "indices"):
+        if name not in out:
+            try:
+                value = getattr(model, name)
+            except (AttributeError, ValueError):
+                continue
+            if value is not None and hasattr(value, "detach") and value.numel():
+                out[name] = value
     return out
 
 
@@ -197,18 +239,42 @@ def _relative_error(X, W: np.ndarray, H: np.ndarray) -> float:
     return float(np.linalg.norm(X - W @ H) / np.linalg.norm(X))
 
 
-def _figures(folder: Path, ds, W, H, result, config: dict) -> list[str]:
-    from .io import plots
+def _planned_plots(config: dict, ds) -> list[str]:
+    """The figures this run will draw, checked against the data and the model before any fit."""
+    from .config import TENSOR_MODELS
 
     wanted = config["output"]["plots"]
+    tensor = config["model"]["name"] in TENSOR_MODELS
     if wanted is None:
         wanted = ["convergence"]
-        if ds.kind == "cube" and ds.image_shape is not None:
+        if not tensor and ds.kind == "cube" and ds.image_shape is not None:
             wanted += ["abundances", "spectra"]
-        elif ds.kind == "images" and ds.image_shape is not None:
+        elif not tensor and ds.kind == "images" and ds.image_shape is not None:
             wanted += ["basis"]
-        if config["data"]["vocabulary"] is not None:
+        if config["data"]["vocabulary"] is not None and not tensor:
             wanted += ["words"]
+        return wanted
+    for name in wanted:
+        if name == "convergence":
+            continue
+        if tensor:
+            raise _config_error(f"output.plots: {name!r} draws a matrix factorization; a {config['model']['name']} model "
+                                f"draws only 'convergence'")
+        m, n = ds.X.shape
+        if name == "abundances" and (ds.image_shape is None or ds.image_shape[0] * ds.image_shape[1] != n):
+            raise _config_error(f"output.plots: 'abundances' needs data.image_shape with rows * cols = n = {n} "
+                                f"(the pixels are the columns), got {ds.image_shape}")
+        if name == "basis" and (ds.image_shape is None or ds.image_shape[0] * ds.image_shape[1] != m):
+            raise _config_error(f"output.plots: 'basis' needs data.image_shape with rows * cols = m = {m} "
+                                f"(each column an image), got {ds.image_shape}")
+        if name == "words" and config["data"]["vocabulary"] is None:
+            raise _config_error("output.plots: 'words' needs data.vocabulary (a file of words, one per row of X)")
+    return list(wanted)
+
+
+def _figures(folder: Path, ds, W, H, result, config: dict, wanted: list[str]) -> list[str]:
+    from .io import plots
+
     folder.mkdir()
     written = []
     for name in wanted:
@@ -217,8 +283,6 @@ def _figures(folder: Path, ds, W, H, result, config: dict) -> list[str]:
             if result is None or not getattr(result, "objective", None):
                 continue
             plots.plot_convergence(result.iterations, result.objective, path, title=f"{result.solver}: objective")
-        elif name in ("abundances", "basis") and ds.image_shape is None:
-            raise _config_error(f"output.plots: {name!r} needs data.image_shape")
         elif name == "abundances":
             plots.plot_abundances(H, ds.image_shape, path, order=ds.order)
         elif name == "basis":
@@ -247,6 +311,10 @@ def _vocabulary(config):
         raise _config_error(f"data.vocabulary: cannot read {path} ({err.strerror})") from None
 
 
+def _numpy(t):
+    return t.detach().cpu().double().numpy() if t is not None else None
+
+
 def run_config(config: dict, output, *, progress: bool = False, figures: bool = True, overwrite: bool = False) -> dict:
     """Fit the model of a validated config and write its results into ``output``.
 
@@ -261,12 +329,14 @@ def run_config(config: dict, output, *, progress: bool = False, figures: bool = 
 
     if config["run"]["threads"] is not None:
         torch.set_num_threads(config["run"]["threads"])
-    ds = _load_matrix(config)
-    X = ds.X
-    model = _build_model(config, X.shape)
-    fit_kwargs = _fit_kwargs(model, config, progress)
-    if figures and config["output"]["figures"] and not have_matplotlib():
+    ds = _load_data(config)
+    model = _build_model(config, ds)
+    fit_kwargs = _fit_kwargs(config, progress)
+    draw = figures and config["output"]["figures"]
+    if draw and not have_matplotlib():
         raise _config_error("output.figures = true needs matplotlib (pip install 'torchnmf-l1[plot]'); set it to false or pass --no-figures")
+    wanted = _planned_plots(config, ds) if draw else []
+    X = ds.X
     with atomic_directory(output, overwrite=overwrite) as tmp:
         start = time.perf_counter()
         try:
@@ -275,10 +345,7 @@ def run_config(config: dict, output, *, progress: bool = False, figures: bool = 
             raise UsageError(f"{ds.source}: {err}") from None
         elapsed = time.perf_counter() - start
         factors = _factors(model)
-        W = factors.get("W")
-        H = factors.get("H")
-        W = W.detach().cpu().double().numpy() if W is not None else None
-        H = H.detach().cpu().double().numpy() if H is not None else None
+        W, H = _numpy(factors.get("W")), _numpy(factors.get("H"))
         meta = {"image_shape": ds.image_shape, "order": ds.order, "kind": ds.kind, "source": ds.source, "shape": list(X.shape)}
         save_factors(tmp / "factors.npz", factors, config=config, meta=meta)
         report = {
@@ -295,9 +362,11 @@ def run_config(config: dict, output, *, progress: bool = False, figures: bool = 
                 solver=result.solver, n_iter=result.n_iter, converged=result.converged, message=result.message,
                 objective=list(result.objective), iterations=list(result.iterations), times=list(result.times),
             )
-        if W is not None and H is not None and W.ndim == 2 and H.ndim == 2:
+        if W is not None and H is not None and W.ndim == 2 and H.ndim == 2 and H.shape[1] == X.shape[1]:
             report["relative_error"] = _relative_error(X, W, H)
-        report["figures"] = _figures(tmp / "figures", ds, W, H, result, config) if figures and config["output"]["figures"] else []
+        elif result is not None and "relative_error" in result.extra:
+            report["relative_error"] = result.extra["relative_error"]
+        report["figures"] = _figures(tmp / "figures", ds, W, H, result, config, wanted) if draw else []
         write_report(tmp / "report.json", report)
     return report
 
@@ -312,14 +381,15 @@ def _cmd_run(args) -> int:
     config = load_config(args.config, _overrides(args))
     output = config["run"]["output"] or str(Path("runs") / config["run"]["name"])
     quiet = args.quiet or args.quiet_run
+    progress = not quiet and (args.progress or args.progress_run or sys.stderr.isatty())
     with warnings.catch_warnings():
         # warnings (e.g. ConvergenceWarning) as one line each, without the source line
         warnings.showwarning = _one_line_warning
-        report = run_config(config, output, progress=not quiet, figures=not args.no_figures, overwrite=args.overwrite)
+        report = run_config(config, output, progress=progress, figures=not args.no_figures, overwrite=args.overwrite)
     if not quiet:
         err = report.get("relative_error")
         line = f"{report['name']}: {report.get('message', 'done')} in {report['seconds']:.2f}s"
-        if err is not None:
+        if isinstance(err, float):
             line += f", relative error {err:.4g}"
         print(f"{line}; wrote {Path(output).resolve()}")
     return EXIT_OK
@@ -327,11 +397,12 @@ def _cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------- info, list
 def describe(path, key=None) -> dict:
-    """Shape, kind, dtype, sparsity, nonnegativity, min/max and memory of a data file."""
+    """Shape, kind, dtype, sparsity, nonnegativity, min/max and memory of a data file, and its variables."""
     import scipy.sparse
 
-    from .io import load_data
+    from .io import list_variables, load_data
 
+    variables = list_variables(path) if Path(path).suffix.lower() in (".npz", ".mat") else None
     ds = load_data(path, key=key)
     X = ds.X
     m, n = X.shape[0], int(np.prod(X.shape[1:]))
@@ -354,7 +425,7 @@ def describe(path, key=None) -> dict:
         "file": str(path), "variable": ds.meta.get("variable"), "kind": ds.kind, "shape": list(X.shape),
         "image_shape": list(ds.image_shape) if ds.image_shape else None, "storage": stored,
         "dtype": str(X.dtype), "nnz": nnz, "density": nnz / max(m * n, 1), "min": vmin, "max": vmax,
-        "finite": finite, "nonnegative": bool(vmin >= 0), "memory_bytes": memory,
+        "finite": finite, "nonnegative": bool(vmin >= 0), "memory_bytes": memory, "variables": variables,
     }
 
 
@@ -378,28 +449,34 @@ def _cmd_info(args) -> int:
     print(f"nonzeros     {d['nnz']} (density {d['density']:.4g})")
     print(f"range        [{d['min']:.6g}, {d['max']:.6g}]; nonnegative: {'yes' if d['nonnegative'] else 'NO'}; finite: {'yes' if d['finite'] else 'NO'}")
     print(f"memory       {_human(d['memory_bytes'])}")
+    for v in d["variables"] or ():
+        print(f"variable     {v['name']:<16} {' x '.join(map(str, v['shape'])) or 'scalar':<16} {v['dtype']}"
+              + (" (sparse)" if v["sparse"] else ""))
     return EXIT_OK
 
 
 def catalogue() -> dict:
-    """Models (available or not), their solvers with losses and options, losses, inits."""
-    import torchnmf_l1
-    from .config import MODELS
-    from .problem import _LOSS_FUNCTIONS
+    """Every model with its config keys (its hyperparameter table) and its solvers, losses, inits."""
+    from .config import MODELS, fit_schema, get_model_class
+    from .problem import LOSS_NAMES
     from .registry import available_inits, available_solvers, get_solver
 
     models = {}
-    for name, (attr, key) in MODELS.items():
+    for name, attr in MODELS.items():
+        cls = get_model_class(name)
+        family = cls.solver_family
         solvers = {}
-        for s in available_solvers(key):
-            cls = get_solver(s, family=key)
+        for s in available_solvers(family):
+            solver_cls = get_solver(s, family=family)
             solvers[s] = {
-                "losses": sorted(getattr(cls, "losses", ())),
-                "options": {k: getattr(v, "default", v) for k, v in dict(getattr(cls, "options", {})).items()},
-                "sparse": bool(getattr(cls, "supports_sparse", False)),
+                "losses": sorted(getattr(solver_cls, "losses", ())),
+                "options": {k: v.default for k, v in solver_cls.options.items()},
+                "sparse": bool(getattr(solver_cls, "supports_sparse", False)),
             }
-        models[name] = {"class": attr, "available": getattr(torchnmf_l1, attr, None) is not None, "solvers": solvers}
-    return {"models": models, "losses": sorted(_LOSS_FUNCTIONS), "inits": available_inits()}
+        keys = {k: {"default": p.default, "allowed": p.constraint.description if p.constraint else "any value",
+                    "required": p.required, "doc": p.doc} for k, p in cls.hyperparameters.items()}
+        models[name] = {"class": attr, "family": family, "keys": keys, "fit": sorted(fit_schema(name)), "solvers": solvers}
+    return {"models": models, "losses": list(LOSS_NAMES), "inits": available_inits(), "cp_inits": available_inits("cp")}
 
 
 def _cmd_list(args) -> int:
@@ -407,16 +484,18 @@ def _cmd_list(args) -> int:
     if args.json:
         print(json.dumps(cat, indent=2, default=str))
         return EXIT_OK
-    print("models:")
+    print("models ([model] name = ...; keys of [model], then its solvers):")
     for name, m in cat["models"].items():
-        status = "" if m["available"] else "  (not in this version)"
-        print(f"  {name:<14} torchnmf_l1.{m['class']}{status}")
+        print(f"  {name:<14} torchnmf_l1.{m['class']}")
+        for key, info in m["keys"].items():
+            default = "required" if info["required"] else f"default {info['default']!r}"
+            print(f"      {key:<16} {default}; {info['allowed']}")
         for s, info in m["solvers"].items():
             opts = ", ".join(f"{k}={v}" for k, v in info["options"].items())
-            print(f"      solver {s:<8} losses: {', '.join(info['losses']) or '-'}"
-                  f"; sparse: {'yes' if info['sparse'] else 'no'}" + (f"; options: {opts}" if opts else ""))
+            losses = f"losses: {', '.join(info['losses'])}; " if info["losses"] else ""
+            print(f"      solver {s:<10} {losses}sparse: {'yes' if info['sparse'] else 'no'}" + (f"; options: {opts}" if opts else ""))
     print(f"losses: {', '.join(cat['losses'])}")
-    print(f"inits:  {', '.join(cat['inits'])}")
+    print(f"inits:  {', '.join(cat['inits'])} (CP: {', '.join(cat['cp_inits'])})")
     return EXIT_OK
 
 
@@ -440,6 +519,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("torchnmf-l1: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (torchnmf-l1 list | head)
+        return EXIT_OK
     except Exception as err:  # anything else: one line, traceback with --debug
         if args.debug:
             raise

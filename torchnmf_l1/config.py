@@ -1,4 +1,4 @@
-"""Run configurations for the command line: TOML files, validated against a schema.
+"""Run configurations for the command line: TOML files, validated against each model's own schema.
 
 A file is a *run config* (read by ``torchnmf-l1 run``) when it has a top-level ``[run]``
 table; other TOML files under ``configs/`` belong to experiment scripts and are not
@@ -16,25 +16,27 @@ validated here. Layout::
     image_shape = [77, 77]
     order = "F"
     # or: synthetic = true, m = 50, n = 80, true_rank = 4, noise = 0.01, data_seed = 0
+    #     (for the CP models: synthetic = true, shape = [20, 30, 40])
 
     [model]
-    name = "nmf"                 # torchnmf-l1 list shows the models of this version
+    name = "nmf"                 # one of MODELS; `torchnmf-l1 list` shows each one's keys
     rank = 6
-    loss = "frobenius"
-    solver = "hals"
-    seed = 0
-    options = {}                 # other keyword arguments of the model
+    loss = "frobenius"           # ... any key of the model's hyperparameter table
+    options = {}                 # the solver's options, checked by the solver's own table
 
-    [fit]
-    max_iter = 200
+    [fit]                        # the options of the fit loop (torchnmf_l1.FitOptions), and
+    max_iter = 200               # the model's own fit options (StreamingNMF: checkpoint, ...)
     tol = 1e-4
 
     [output]
     figures = true
     plots = ["convergence", "abundances", "spectra"]
 
-Every problem raises :class:`ConfigError` naming the key, the value received and the
-allowed values.
+The ``[model]`` schema of a model is generated from its ``hyperparameters`` table (the
+table its constructor checks), so a config accepts exactly what the model accepts, with
+the same allowed values; ``dictionary`` keys take ``"self"`` (X is its own dictionary),
+a file path, or ``{path = ..., key = ...}``. Every problem raises :class:`ConfigError`
+naming the key, the value received and the allowed values.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,20 +60,25 @@ __all__ = [
     "SCHEMA",
     "available_models",
     "get_model_class",
+    "model_schema",
+    "fit_schema",
     "is_run_config",
     "load_config",
     "apply_override",
     "validate_config",
 ]
 
-# model name -> (attribute on the torchnmf_l1 package, family of its solvers in the registry).
-MODELS: dict[str, tuple[str, str]] = {
-    "nmf": ("NMF", "nmf"),
-    "separable": ("SeparableNMF", "separable"),
-    "dictionary": ("DictionaryNMF", "dictionary"),
-    "cp": ("NonnegativeCP", "cp"),
-    "dictionary_cp": ("DictionaryCP", "cp"),
+# model name -> attribute on the torchnmf_l1 package; the class carries its hyperparameter
+# table and the family of its solvers (``solver_family``).
+MODELS: dict[str, str] = {
+    "nmf": "NMF",
+    "separable": "SeparableNMF",
+    "dictionary": "DictionaryNMF",
+    "cp": "NonnegativeCP",
+    "dictionary_cp": "DictionaryCP",
+    "streaming": "StreamingNMF",
 }
+TENSOR_MODELS = ("cp", "dictionary_cp")  # their data is a tensor of order >= 2, not a matrix
 
 PLOTS = ("convergence", "abundances", "spectra", "basis", "words")
 
@@ -81,35 +88,34 @@ class ConfigError(ValueError):
 
 
 def available_models() -> list[str]:
-    """Names of the models of :data:`MODELS` present in this version of the package."""
-    import torchnmf_l1
-
-    return [name for name, (attr, _) in MODELS.items() if getattr(torchnmf_l1, attr, None) is not None]
+    """Names of the models of :data:`MODELS`."""
+    return list(MODELS)
 
 
 def get_model_class(name: str):
-    """The class of model ``name``; ConfigError when unknown or not in this version."""
+    """The class of model ``name``; ConfigError when unknown."""
     import torchnmf_l1
 
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ConfigError(f"model.name: unknown model {name!r}; allowed: {sorted(MODELS)}")
-    attr, _ = MODELS[name]
-    cls = getattr(torchnmf_l1, attr, None)
-    if cls is None:
-        raise ConfigError(
-            f"model.name: model {name!r} is not available in this version (no torchnmf_l1.{attr}); available: {available_models()}"
-        )
-    return cls
+    return getattr(torchnmf_l1, MODELS[name])
 
 
 # ---------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class Field:
+    """One config key: accepted types, default, a range check, allowed values, or a Param."""
+
     types: tuple
     default: Any = None
     check: Callable[[Any], bool] | None = None
     allowed: str = ""
     choices: Callable[[dict], list] | tuple | None = None
+    param: Any = None  # a torchnmf_l1.params.Param: checked by its constraint instead
+
+    @classmethod
+    def from_param(cls, param) -> "Field":
+        return cls((object,), param.default, param=param)
 
 
 def _positive_int(v):
@@ -120,31 +126,12 @@ def _nonneg(v):
     return v >= 0 and math.isfinite(v)
 
 
-def _positive(v):
-    return v > 0 and math.isfinite(v)
-
-
-def _solver_choices(config: dict) -> list:
-    from .registry import available_solvers
-
-    name = config.get("model", {}).get("name", "nmf")
-    return available_solvers(MODELS.get(name, (None, name))[1])
-
-
-def _loss_choices(config: dict) -> list:
-    from .problem import _LOSS_FUNCTIONS
-
-    return sorted(_LOSS_FUNCTIONS) + ["euclidean", "fro", "itakura-saito", "kullback-leibler"]
-
-
-def _init_choices(config: dict) -> list:
-    from .registry import available_inits
-
-    return available_inits()
-
-
 def _shape2(v):
     return len(v) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)
+
+
+def _shape_n(v):
+    return len(v) >= 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)
 
 
 def _device_ok(v):
@@ -175,26 +162,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "synthetic": Field((bool,), False),
         "m": Field((int,), 60, _positive_int, "an integer >= 1"),
         "n": Field((int,), 80, _positive_int, "an integer >= 1"),
+        "shape": Field((list,), None, _shape_n, "two or more positive integers (a synthetic tensor)"),
         "true_rank": Field((int,), 4, _positive_int, "an integer >= 1"),
         "noise": Field((int, float), 0.0, _nonneg, "a number >= 0"),
         "data_seed": Field((int,), 0, _nonneg, "an integer >= 0"),
-    },
-    "model": {
-        "name": Field((str,), "nmf", choices=tuple(MODELS)),
-        "rank": Field((int,), None, _positive_int, "an integer >= 1"),
-        "loss": Field((str,), None, choices=_loss_choices),
-        "beta": Field((int, float), None),
-        "zero_weight": Field((int, float), None, _nonneg, "a number >= 0"),
-        "solver": Field((str,), None, choices=_solver_choices),
-        "init": Field((str,), None, choices=_init_choices),
-        "seed": Field((int,), 0, _nonneg, "an integer >= 0"),
-        "options": Field((dict,), {}),
-    },
-    "fit": {
-        "max_iter": Field((int,), 200, _nonneg, "an integer >= 0"),
-        "tol": Field((int, float), 1e-4, _nonneg, "a number >= 0"),
-        "time_limit": Field((int, float), None, _positive, "a number of seconds > 0"),
-        "check_every": Field((int,), 10, _positive_int, "an integer >= 1"),
     },
     "output": {
         "figures": Field((bool,), True),
@@ -202,8 +173,39 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "top_words": Field((int,), 10, _positive_int, "an integer >= 1"),
     },
 }
+# what the fit loop takes from a config (FitOptions minus the callbacks and the progress flag)
+_FIT_KEYS = ("max_iter", "tol", "time_limit", "check_every", "compile", "threads", "warn")
 
-REQUIRED = (("model", "rank"),)
+
+def model_schema(name: str) -> dict[str, Field]:
+    """The ``[model]`` table of model ``name``: its hyperparameter table, ``name`` and ``options``."""
+    cls = get_model_class(name)
+    schema = {"name": Field((str,), "nmf", choices=tuple(MODELS))}
+    for key, param in cls.hyperparameters.items():
+        schema[key] = Field.from_param(param)
+    schema["options"] = Field((dict,), {})
+    return schema
+
+
+def fit_schema(name: str) -> dict[str, Field]:
+    """The ``[fit]`` table of model ``name``: the loop's options and the model's own fit options."""
+    from .fit import FitOptions
+    from .params import Boolean, Integer, Number, OneOf, Param
+
+    loop = {
+        "max_iter": Param(None, OneOf(None, Integer(0)), "maximum number of iterations"),
+        "tol": Param(None, OneOf(None, Number(0)), "tolerance on the relative decrease"),
+        "time_limit": Param(None, OneOf(None, Number(0, closed="neither")), "seconds"),
+        "check_every": Param(None, OneOf(None, Integer(1)), "iterations between checks"),
+        "compile": Param(False, Boolean(), "compile the step (torch.compile, fullgraph)"),
+        "threads": Param("auto", None, "intra-op threads: an integer, 'auto' or None"),
+        "warn": Param(True, Boolean(), "warn when max_iter stops the fit"),
+    }
+    assert set(loop) <= {f.name for f in fields(FitOptions)}
+    schema = {key: Field.from_param(p) for key, p in loop.items()}
+    for key, param in getattr(get_model_class(name), "fit_hyperparameters", {}).items():
+        schema[key] = Field.from_param(param)
+    return schema
 
 
 def is_run_config(raw: dict) -> bool:
@@ -214,8 +216,8 @@ def is_run_config(raw: dict) -> bool:
 def load_config(path, overrides=()) -> dict:
     """Read a run config, apply ``section.key=value`` overrides, validate, fill in defaults.
 
-    ``data.path`` and ``data.vocabulary`` are resolved relative to the config file's
-    folder (and stored absolute).
+    ``data.path``, ``data.vocabulary`` and file references of dictionaries are resolved
+    relative to the config file's folder (and stored absolute).
     """
     path = Path(path)
     raw = read_raw(path)
@@ -228,45 +230,77 @@ def load_config(path, overrides=()) -> dict:
     for key in ("path", "vocabulary"):
         if data[key] is not None:
             data[key] = str((path.parent / data[key]).resolve())
+    dictionary = config["model"].get("dictionary")
+    if isinstance(dictionary, dict):
+        dictionary["path"] = str((path.parent / dictionary["path"]).resolve())
     return config
 
 
+def _check_field(where: str, full: str, value, f: Field, config: dict):
+    if f.param is not None:
+        from .params import check_value
+
+        if f.param.constraint is None:
+            return value
+        try:
+            return check_value("", full, value, f.param.constraint)
+        except TypeError:
+            raise ConfigError(f"{where}: {full} must be {f.param.constraint.description}, got {value!r} "
+                              f"({type(value).__name__})") from None
+        except ValueError:
+            raise ConfigError(f"{where}: {full} = {value!r} is not allowed; allowed: {f.param.constraint.description}") from None
+    if isinstance(value, bool) and bool not in f.types or not isinstance(value, f.types):
+        names = " or ".join(t.__name__ for t in f.types)
+        raise ConfigError(f"{where}: {full} must be {names}, got {value!r} ({type(value).__name__})")
+    if f.check is not None and not f.check(value):
+        raise ConfigError(f"{where}: {full} = {value!r} is out of range; allowed: {f.allowed}")
+    if f.choices is not None:
+        choices = list(f.choices(config) if callable(f.choices) else f.choices)
+        if value not in choices:
+            raise ConfigError(f"{where}: {full} = {value!r} is not allowed; allowed values: {choices}")
+    return value
+
+
+def _check_dictionary_reference(where: str, value) -> None:
+    if value is None or value == "self" or isinstance(value, str):
+        return
+    if isinstance(value, dict) and set(value) <= {"path", "key"} and isinstance(value.get("path"), str):
+        return
+    raise ConfigError(f"{where}: model.dictionary must be \"self\", a file path or {{path = \"...\", key = \"...\"}}, got {value!r}")
+
+
 def validate_config(raw: dict, *, where: str = "config") -> dict:
-    """Check every key of ``raw`` against :data:`SCHEMA`; return a copy with defaults filled in."""
-    config: dict = {}
-    unknown = sorted(set(raw) - set(SCHEMA))
+    """Check every key of ``raw`` against the schema of its model; return a copy with defaults filled in."""
+    model_raw = raw.get("model", {})
+    if not isinstance(model_raw, dict):
+        raise ConfigError(f"{where}: model must be a table [model], got {model_raw!r}")
+    name = model_raw.get("name", "nmf")
+    get_model_class(name)
+    schema = {**SCHEMA, "model": model_schema(name), "fit": fit_schema(name)}
+    unknown = sorted(set(raw) - set(schema))
     if unknown:
-        raise ConfigError(f"{where}: unknown table [{unknown[0]}]; allowed tables: {list(SCHEMA)}")
-    for section, fields in SCHEMA.items():
+        raise ConfigError(f"{where}: unknown table [{unknown[0]}]; allowed tables: {list(schema)}")
+    config: dict = {}
+    for section, table in schema.items():
         given = raw.get(section, {})
         if not isinstance(given, dict):
             raise ConfigError(f"{where}: {section} must be a table [{section}], got {given!r}")
-        bad = sorted(set(given) - set(fields))
+        bad = sorted(set(given) - set(table))
         if bad:
-            raise ConfigError(f"{where}: unknown key {section}.{bad[0]}; allowed keys in [{section}]: {sorted(fields)}")
-        config[section] = {k: copy.deepcopy(f.default) for k, f in fields.items()}
+            raise ConfigError(f"{where}: unknown key {section}.{bad[0]}; allowed keys in [{section}]"
+                              + (f" of model {name!r}" if section in ("model", "fit") else "") + f": {sorted(table)}")
+        config[section] = {k: copy.deepcopy(f.default) for k, f in table.items()}
         config[section].update(copy.deepcopy(given))
-    if isinstance(config["model"]["name"], str):
-        get_model_class(config["model"]["name"])
-    for section, fields in SCHEMA.items():
-        for key, f in fields.items():
-            if key not in raw.get(section, {}):
-                continue
-            value = config[section][key]
-            full = f"{section}.{key}"
-            if isinstance(value, bool) and bool not in f.types or not isinstance(value, f.types):
-                names = " or ".join(t.__name__ for t in f.types)
-                raise ConfigError(f"{where}: {full} must be {names}, got {value!r} ({type(value).__name__})")
-            if f.check is not None and not f.check(value):
-                raise ConfigError(f"{where}: {full} = {value!r} is out of range; allowed: {f.allowed}")
-            if f.choices is not None:
-                choices = list(f.choices(config) if callable(f.choices) else f.choices)
-                compare = value.lower() if section == "model" and key in ("loss", "solver", "init") else value
-                if compare not in choices:
-                    raise ConfigError(f"{where}: {full} = {value!r} is not allowed; allowed values: {choices}")
-    for section, key in REQUIRED:
-        if config[section][key] is None:
-            raise ConfigError(f"{where}: missing required key {section}.{key}")
+    for section, table in schema.items():
+        for key, f in table.items():
+            if key in raw.get(section, {}) and not (section == "model" and key == "dictionary"):
+                config[section][key] = _check_field(where, f"{section}.{key}", config[section][key], f, config)
+    model = config["model"]
+    for key, f in schema["model"].items():
+        if f.param is not None and f.param.required and model.get(key) is None and key not in model_raw:
+            raise ConfigError(f"{where}: missing required key model.{key}")
+    if "dictionary" in model:
+        _check_dictionary_reference(where, model["dictionary"])
     data = config["data"]
     if data["synthetic"] == (data["path"] is not None):
         raise ConfigError(f"{where}: give exactly one of data.path = \"FILE\" or data.synthetic = true")
@@ -276,7 +310,8 @@ def validate_config(raw: dict, *, where: str = "config") -> dict:
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply ``section.key=value`` to a raw (unvalidated) config; value parsed as TOML.
 
-    A value that is not valid TOML (``cuda``, ``hals``) is taken as a string.
+    ``null`` and ``none`` (any case) set the key to None (TOML has no null); a value that
+    is not valid TOML (``cuda``, ``hals``) is taken as a string.
     """
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected section.key=value")
@@ -284,10 +319,13 @@ def apply_override(raw: dict, assignment: str) -> None:
     parts = dotted.strip().split(".")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"--set {assignment!r}: the key must be section.key (e.g. model.rank), got {dotted.strip()!r}")
-    try:
-        value = tomllib.loads(f"v = {text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = text.strip()
+    if text.strip().lower() in ("null", "none"):
+        value = None
+    else:
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
     section, key = parts
     table = raw.setdefault(section, {})
     if not isinstance(table, dict):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["environment", "save_factors", "load_factors", "write_report", "atomic_directory"]
+__all__ = ["environment", "save_factors", "load_factors", "write_report", "atomic_directory", "remove_stale"]
 
 
 def environment(device=None) -> dict:
@@ -75,12 +75,44 @@ def write_report(path, report: dict) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_stale(target: Path) -> list[Path]:
+    """Remove the hidden ``.NAME.tmp-PID-*`` / ``.NAME.old-PID-*`` folders next to ``target`` that a
+    killed run left behind (their process is gone); returns what was removed."""
+    removed = []
+    for kind in ("tmp", "old"):
+        for folder in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = folder.name.split(f".{kind}-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
 @contextmanager
 def atomic_directory(target, *, overwrite: bool = False):
     """Yield a temporary folder next to ``target``, moved onto ``target`` only on success.
 
     On any exception the temporary folder (and any parent folder created for it) is
-    removed, so a failed run leaves nothing behind.
+    removed, so a failed run leaves nothing behind; the folders of a run that was killed
+    (and could not clean up) are removed by the next run into the same place. The
+    folder gets the permissions of a folder made by ``mkdir`` (``0o777`` less the umask),
+    not the private ``0o700`` of a temporary folder.
     """
     target = Path(target).resolve()
     if target.exists() and not overwrite:
@@ -91,11 +123,13 @@ def atomic_directory(target, *, overwrite: bool = False):
         created.append(parent)
         parent = parent.parent
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{os.getpid()}-", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -25,6 +25,8 @@ __all__ = [
     "read_envi",
     "write_envi",
     "read_image_folder",
+    "load_tensor",
+    "list_variables",
     "cube_to_matrix",
     "matrix_to_cube",
 ]
@@ -215,14 +217,12 @@ def read_npy(path, *, key: str | None = None) -> Dataset:
     if path.suffix.lower() == ".npy":
         try:
             X = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise DataError(f"{path}: not a readable .npy file ({err})") from None
+        except Exception as err:  # an empty or truncated file: ValueError, EOFError, OSError
+            raise DataError(f"{path}: not a readable .npy file ({type(err).__name__}: {err or 'empty file'})") from None
+        if X.ndim != 2 or min(X.shape) < 1:
+            raise DataError(f"{path}: holds an array of shape {X.shape}; a data matrix is 2-D and not empty")
         return Dataset(X, source=str(path))
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (ValueError, OSError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = _read_npz(path)
     # a scipy.sparse.save_npz file
     if {"format", "shape", "data"} <= set(arrays):
         import scipy.sparse
@@ -232,14 +232,31 @@ def read_npy(path, *, key: str | None = None) -> Dataset:
     return Dataset(X, source=str(path), meta={"variable": name})
 
 
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except Exception as err:  # truncated or not a zip: BadZipFile, ValueError, OSError, EOFError
+        raise DataError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
+
+
+def _is_matrix(v) -> bool:
+    """A data matrix (or cube): 2-D or 3-D, every dimension of size > 1 (not a vector or a scalar)."""
+    shape = getattr(v, "shape", ())
+    return len(shape) in (2, 3) and min(shape) > 1
+
+
 def _pick_variable(arrays: dict, key, path):
     if key is not None:
         if key not in arrays:
             raise DataError(f"{path}: no variable {key!r}; variables: {sorted(arrays)}")
+        if not _is_matrix(arrays[key]):
+            raise DataError(f"{path}: variable {key!r} has shape {tuple(getattr(arrays[key], 'shape', ()))}, not a matrix")
         return key, arrays[key]
-    candidates = {k: v for k, v in arrays.items() if not k.startswith("__") and getattr(v, "ndim", 0) >= 2}
+    candidates = {k: v for k, v in arrays.items() if not k.startswith("__") and _is_matrix(v)}
     if not candidates:
-        raise DataError(f"{path}: no 2-D variable found; variables: {sorted(arrays)}")
+        shapes = {k: tuple(getattr(v, "shape", ())) for k, v in arrays.items() if not k.startswith("__")}
+        raise DataError(f"{path}: no matrix (2-D, every dimension > 1) among the variables {shapes}")
     name = max(candidates, key=lambda k: int(np.prod(candidates[k].shape)))
     return name, candidates[name]
 
@@ -251,22 +268,26 @@ def read_mat(path, *, key: str | None = None) -> Dataset:
     matrices stay sparse. A 3-D array is treated as a cube (rows, cols, bands).
     """
     path = Path(path)
+    name, X = _pick_variable(_mat_arrays(path), key, path)
+    return _matrix_or_cube(X, path, name, order="F")
+
+
+def _mat_arrays(path: Path) -> dict:
+    """Every variable of a MATLAB file (v5 by scipy, v7.3 by h5py), arrays as MATLAB shapes them."""
     with open(path, "rb") as f:
         head = f.read(512)
     if head[:8] == b"\x89HDF\r\n\x1a\n" or b"MATLAB 7.3" in head[:128]:
-        return _read_mat73(path, key)
+        return _mat73_arrays(path)
     import scipy.io
 
     try:
         arrays = scipy.io.loadmat(path)
     except Exception as err:  # scipy raises several types for malformed files
         raise DataError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {err})") from None
-    arrays = {k: v for k, v in arrays.items() if not k.startswith("__")}
-    name, X = _pick_variable(arrays, key, path)
-    return _matrix_or_cube(X, path, name, order="F")
+    return {k: v for k, v in arrays.items() if not k.startswith("__")}
 
 
-def _read_mat73(path: Path, key) -> Dataset:
+def _mat73_arrays(path: Path) -> dict:
     try:
         import h5py
     except ImportError:
@@ -275,21 +296,23 @@ def _read_mat73(path: Path, key) -> Dataset:
         ) from None
     import scipy.sparse
 
-    with h5py.File(path, "r") as f:
-        arrays = {}
-        for k, v in f.items():
-            if k.startswith("#"):
-                continue
-            if isinstance(v, h5py.Group) and {"data", "ir", "jc"} <= set(v):
-                n_cols = len(v["jc"]) - 1
-                n_rows = int(v.attrs.get("MATLAB_sparse", max(v["ir"][()], default=-1) + 1))
-                # MATLAB stores sparse columns (CSC) of the matrix
-                arrays[k] = scipy.sparse.csc_matrix((v["data"][()], v["ir"][()], v["jc"][()]), shape=(n_rows, n_cols)).tocsr()
-            elif isinstance(v, h5py.Dataset):
-                # HDF5 holds the transpose of the MATLAB array (column-major on disk)
-                arrays[k] = np.asarray(v[()]).T
-        name, X = _pick_variable(arrays, key, path)
-    return _matrix_or_cube(X, path, name, order="F")
+    try:
+        with h5py.File(path, "r") as f:
+            arrays = {}
+            for k, v in f.items():
+                if k.startswith("#"):
+                    continue
+                if isinstance(v, h5py.Group) and {"data", "ir", "jc"} <= set(v):
+                    n_cols = len(v["jc"]) - 1
+                    n_rows = int(v.attrs.get("MATLAB_sparse", max(v["ir"][()], default=-1) + 1))
+                    # MATLAB stores sparse columns (CSC) of the matrix
+                    arrays[k] = scipy.sparse.csc_matrix((v["data"][()], v["ir"][()], v["jc"][()]), shape=(n_rows, n_cols)).tocsr()
+                elif isinstance(v, h5py.Dataset):
+                    # HDF5 holds the transpose of the MATLAB array (column-major on disk)
+                    arrays[k] = np.asarray(v[()]).T
+    except (OSError, KeyError, ValueError) as err:  # truncated or corrupt HDF5
+        raise DataError(f"{path}: not a readable MATLAB v7.3 (HDF5) file ({type(err).__name__}: {err})") from None
+    return arrays
 
 
 def _matrix_or_cube(X, path: Path, name: str, *, order: str) -> Dataset:
@@ -342,6 +365,60 @@ def read_image_folder(path, *, pattern: str | None = None) -> Dataset:
 
 
 _READERS = {".npy": read_npy, ".npz": read_npy, ".mat": read_mat, ".mtx": read_mtx, ".hdr": read_envi}
+
+
+def _arrays_of(path: Path) -> dict:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return {"(array)": np.load(path, mmap_mode="r", allow_pickle=False)}
+        except Exception as err:
+            raise DataError(f"{path}: not a readable .npy file ({type(err).__name__}: {err or 'empty file'})") from None
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix == ".mat":
+        return _mat_arrays(path)
+    raise DataError(f"{path}: variables are listed for .npy, .npz and .mat files, got {path.suffix!r}")
+
+
+def list_variables(path) -> list[dict]:
+    """The variables of a ``.npy`` / ``.npz`` / ``.mat`` file: name, shape, dtype, sparse."""
+    import scipy.sparse
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    out = []
+    for name, v in _arrays_of(path).items():
+        out.append(dict(name=name, shape=list(getattr(v, "shape", ())), dtype=str(getattr(v, "dtype", type(v).__name__)),
+                        sparse=bool(scipy.sparse.issparse(v))))
+    return out
+
+
+def load_tensor(path, *, key: str | None = None) -> np.ndarray:
+    """The raw array of a ``.npy`` / ``.npz`` / ``.mat`` file (order >= 2), for the CP models.
+
+    ``key`` names the variable; by default the one with most entries among those of
+    at least 2 dimensions of size > 1. No reshaping (a 3-D array stays a 3-way tensor).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    arrays = {k: v for k, v in _arrays_of(path).items() if not k.startswith("__")}
+    if key is not None:
+        if key not in arrays:
+            raise DataError(f"{path}: no variable {key!r}; variables: {sorted(arrays)}")
+        candidates = {key: arrays[key]}
+    else:
+        candidates = {k: v for k, v in arrays.items() if sum(s > 1 for s in getattr(v, "shape", ())) >= 2}
+    candidates = {k: v for k, v in candidates.items() if hasattr(v, "ndim") and not hasattr(v, "tocsr")}
+    if not candidates:
+        raise DataError(f"{path}: no dense array of order >= 2 found")
+    name = max(candidates, key=lambda k: int(np.prod(candidates[k].shape)))
+    T = np.asarray(candidates[name])
+    if T.ndim < 2 or sum(s > 1 for s in T.shape) < 2:
+        raise DataError(f"{path}: variable {name!r} has shape {T.shape}, not a tensor of order >= 2")
+    return T
 
 
 def load_data(path, *, key: str | None = None, image_shape=None, order: str | None = None) -> Dataset:

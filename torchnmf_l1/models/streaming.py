@@ -97,6 +97,12 @@ class StreamingNMF(FactorModule):
 
     hyperparameters = STREAMING_PARAMETERS
     solver_family = "streaming"
+    #: the options of :meth:`fit` besides the fit loop's (the command line's [fit] keys)
+    fit_hyperparameters = {
+        "checkpoint": Param(None, OneOf(None, Anything("a file path")), "checkpoint file, written atomically"),
+        "checkpoint_every": Param(10, Integer(1), "iterations between checkpoints"),
+        "resume": Param(False, Boolean(), "start from the checkpoint when it exists"),
+    }
 
     def __init__(self, rank: int, *, solver: str = "hals", memory_budget: int | None = None,
                  block_size: int | None = None, device="cpu", dtype: torch.dtype = torch.float32,
