@@ -152,7 +152,7 @@ def urban_unmixing(rank=6, pixel_step=4, hals_iter=200, steps=150, n_iter=30, lr
     start = time.perf_counter()
     train_autograd(model, X, steps=steps * 4, lr=lr)
     with torch.no_grad():
-        out["train_autograd_relative_error"] = float(torch.linalg.norm(X - model()) / norm)
+        out["train_autograd_relative_error"] = float(torch.linalg.norm(X - model.reconstruct()) / norm)
     out["train_autograd_seconds"] = time.perf_counter() - start
 
     # how far the learned endmembers are from the fixed-point ones (mean best-match angle, degrees)

@@ -49,7 +49,7 @@ g = torch.Generator().manual_seed(0)
 X = torch.rand(m, r, generator=g, dtype=torch.float64) @ torch.rand(r, n, generator=g, dtype=torch.float64)
 model = torchnmf_l1.NMF(r, solver="hals", seed=0, dtype=torch.float64)
 result = model.fit(X, max_iter=100 if SMALL else 500, tol=1e-8)
-rel = float(torch.linalg.norm(X - model()) / torch.linalg.norm(X))
+rel = float(torch.linalg.norm(X - model.reconstruct()) / torch.linalg.norm(X))
 print(result, f"relative error {rel:.2e}")
 assert rel < 0.05"""),
     ("md", "Solvers are looked up by name in a registry; every solver shares one fit loop and returns a `FitResult`."),

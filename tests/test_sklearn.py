@@ -88,3 +88,38 @@ def test_errors_name_the_value():
     est = TorchNMF(2, random_state=0, max_iter=20).fit(_planted(10, 6, 2))
     with pytest.raises(ValueError, match=r"must have 2 columns \(n_components_\), got shape \(3, 5\)"):
         est.inverse_transform(np.ones((3, 5)))
+
+
+def test_custom_init_starts_from_the_given_w_and_h():
+    # init="custom" with W, H: the fit is the model's fit of X^T from (H^T, W^T)
+    from torchnmf_l1 import NMF
+
+    X = _planted(12, 8, 3)
+    rng = np.random.default_rng(1)
+    W0, H0 = rng.random((12, 3)), rng.random((3, 8))
+    est = TorchNMF(3, init="custom", max_iter=10, tol=0, random_state=0)
+    W = est.fit_transform(X, W=W0, H=H0)
+    direct = NMF(3, dtype=torch.float64)
+    direct.fit(torch.from_numpy(X.T.copy()), W=torch.from_numpy(H0.T.copy()), H=torch.from_numpy(W0.T.copy()),
+               max_iter=10, tol=0)
+    np.testing.assert_allclose(W, direct.H.detach().numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(est.components_, direct.W.detach().numpy().T, rtol=1e-12)
+    other = TorchNMF(3, init="custom", max_iter=10, tol=0, random_state=0)
+    assert not np.allclose(other.fit_transform(X, W=W0[::-1].copy(), H=H0), W)  # another start, another fit
+    with pytest.raises(ValueError, match="needs both W and H, got W=given and H=None"):
+        TorchNMF(3, init="custom").fit_transform(X, W=W0)
+    with pytest.raises(ValueError, match=r"W must have shape \(12, 3\)"):
+        TorchNMF(3, init="custom").fit_transform(X, W=W0[:5], H=H0)
+    # as in scikit-learn: W, H with another init are ignored, with a warning
+    with pytest.warns(RuntimeWarning, match="init!='custom'"):
+        TorchNMF(3, max_iter=5, random_state=0).fit_transform(X, W=W0, H=H0)
+
+
+def test_convergence_warning_is_sklearns_and_not_suppressed():
+    from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
+
+    import torchnmf_l1
+
+    assert issubclass(torchnmf_l1.ConvergenceWarning, SkConvergenceWarning)
+    with pytest.warns(SkConvergenceWarning, match="max_iter=2"):
+        TorchNMF(3, max_iter=2, random_state=0).fit(_planted(20, 10, 3))

@@ -1,7 +1,7 @@
 """torchnmf_l1: GPU-accelerated, differentiable nonnegative matrix factorization on PyTorch."""
 
 from . import kernels
-from .exceptions import ConvergenceWarning, DistributedFitError, NotFittedError
+from .exceptions import DistributedFitError, NotFittedError
 from .fit import FitOptions, FitResult, fit_solver, run_fit
 from .kernels import H2NMFClusters, h2nmf_clustering, ksparse_nnls
 from .models import NMF, DictionaryCP, DictionaryNMF, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
@@ -10,6 +10,14 @@ from . import init as _inits  # noqa: F401  (registers the initialisations)
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "ConvergenceWarning":  # made on first use: see torchnmf_l1.exceptions
+        from .exceptions import convergence_warning
+
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "NMF",

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .exceptions import ConvergenceWarning, warn_user
+from .exceptions import convergence_warning, warn_user
 
 __all__ = ["FitDefaults", "FitOptions", "FitResult", "IterationInfo", "fit_solver", "run_fit"]
 
@@ -368,7 +368,7 @@ def _loop(solver, options: FitOptions) -> FitResult:
     if warn and not result.converged and message.startswith("reached max_iter") and (tol > 0 or own_rule) and max_iter > 0:
         what = f"{sum(not c for c in converged)} of {count} problems" if batched else result.solver
         rule = "its stopping rule" if own_rule else f"tol={tol:g}"
-        warn_user(f"{what}: {message} without meeting {rule}; increase max_iter or tol", ConvergenceWarning)
+        warn_user(f"{what}: {message} without meeting {rule}; increase max_iter or tol", convergence_warning())
     return result
 
 

@@ -141,25 +141,50 @@ class TorchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             dtype=torch.float32 if dtype == np.float32 else torch.float64, **(self.solver_options or {}),
         )
 
+    def _start(self, X, rank: int, W, H) -> dict:
+        """The model's W, H (of X^T) from scikit-learn's W, H, or {} (see fit_transform)."""
+        if self.init != "custom":
+            if W is not None or H is not None:
+                import warnings
+
+                warnings.warn("When init!='custom', provided W or H are ignored. Set init='custom' to use them as "
+                              "initialization.", RuntimeWarning, stacklevel=3)
+            return {}
+        if W is None or H is None:
+            raise ValueError(f"init='custom' needs both W and H, got W={'given' if W is not None else None} and "
+                             f"H={'given' if H is not None else None}")
+        n_samples, n_features = X.shape
+        for name, F, shape in (("W", W, (n_samples, rank)), ("H", H, (rank, n_features))):
+            F = np.asarray(F)
+            if F.shape != shape:
+                raise ValueError(f"{name} must have shape {shape} (init='custom'), got {F.shape}")
+            if F.dtype != X.dtype:
+                raise TypeError(f"{name} must have X's dtype {X.dtype}, got {F.dtype}")
+            if not np.isfinite(F).all() or (F < 0).any():
+                raise ValueError(f"{name} must be finite and nonnegative (init='custom')")
+        # the model factors X^T (features x samples) ~ H^T W^T
+        return {"W": np.ascontiguousarray(np.asarray(H).T), "H": np.ascontiguousarray(np.asarray(W).T)}
+
     @staticmethod
     def _numpy(t, dtype):
         return t.detach().cpu().numpy().astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ API
     def fit_transform(self, X, y=None, W=None, H=None):
-        """Fit to X (n_samples, n_features) and return W (n_samples, n_components)."""
+        """Fit to X (n_samples, n_features) and return W (n_samples, n_components).
+
+        With ``init="custom"``, ``W`` (n_samples x r) and ``H`` (r x n_features) are the
+        start (both required, of X's dtype); with another init they are ignored with a
+        ``RuntimeWarning``, as in scikit-learn. A fit that stops at ``max_iter`` emits the
+        package's ``ConvergenceWarning`` (a subclass of scikit-learn's).
+        """
         X = self._validate(X, reset=True)
         rank = self.n_components if self.n_components is not None else min(X.shape)
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
             raise ValueError(f"n_components must be a positive integer or None, got {self.n_components!r}")
+        start = self._start(X, int(rank), W, H)
         model = self._make_model(int(rank), X.dtype)
-        import warnings
-
-        from .exceptions import ConvergenceWarning
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            result = model.fit(self._transposed(X), max_iter=self.max_iter, tol=self.tol)
+        result = model.fit(self._transposed(X), max_iter=self.max_iter, tol=self.tol, **start)
         self.model_ = model
         self.components_ = self._numpy(model.W, X.dtype).T.copy()
         self.n_components_ = int(rank)

@@ -70,9 +70,21 @@ def check_finite_output(output, solver_name: str, message: str) -> None:
 class FactorModule(nn.Module):
     """An ``nn.Module`` whose factor parameters take their shapes from the data they are fitted to.
 
-    ``load_state_dict`` resizes the parameters to the loaded tensors, so that a
-    state dict round trip works for a model created before its data was seen.
+    ``load_state_dict`` resizes the parameters to the loaded tensors, so that a state dict
+    round trip works for a model created before its data was seen; only the data's
+    dimensions may differ: a tensor whose rank axis (``rank_axes``) is not the model's
+    rank is refused (loading a rank-3 fit into a rank-4 model is an error).
     """
+
+    #: name of a parameter or buffer -> the axis that holds the rank
+    rank_axes: dict = {}
+
+    def reconstruct(self) -> Tensor:
+        """The reconstruction (what ``model()`` returns), detached: for evaluation, e.g.
+        ``float(torch.linalg.norm(X - model.reconstruct()))`` (``model()`` itself is
+        differentiable in the factors, and turning it into a float warns about autograd)."""
+        with torch.no_grad():
+            return self().detach()
 
     def _run_solver(self, family: str, solver: str, problem, state, solver_options: dict, fit_options: dict,
                     owner: str = "fit", wrap=None):
@@ -92,10 +104,20 @@ class FactorModule(nn.Module):
         return result, output
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        rank = getattr(self, "rank", None)
+        for name, axis in self.rank_axes.items():
+            value = state_dict.get(prefix + name)
+            if rank is not None and value is not None and value.dim() > 0 and value.shape[axis] != rank:
+                error_msgs.append(f"rank mismatch for {prefix + name}: the state has rank {value.shape[axis]} "
+                                  f"(shape {tuple(value.shape)}), this {type(self).__name__} has rank {rank}")
+                return
+        # a model of dtype=None takes its data's floating dtype, hence also a loaded state's
+        keep_dtype = getattr(self, "dtype", "fixed") is None
         for name, param in self._parameters.items():
             key = prefix + name
-            if param is not None and key in state_dict and state_dict[key].shape != param.shape:
-                replace_parameter_(param, torch.empty_like(state_dict[key], device=param.device, dtype=param.dtype))
+            if param is not None and key in state_dict and (state_dict[key].shape != param.shape or keep_dtype):
+                dtype = state_dict[key].dtype if keep_dtype else param.dtype
+                replace_parameter_(param, torch.empty_like(state_dict[key], device=param.device, dtype=dtype))
         for name, buf in self._buffers.items():
             key = prefix + name
             if buf is not None and key in state_dict and state_dict[key].shape != buf.shape:

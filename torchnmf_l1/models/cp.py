@@ -93,7 +93,7 @@ class NonnegativeCP(FactorModule):
     >>> T = torch.einsum("ir,jr,kr->ijk", A, B, C)
     >>> model = NonnegativeCP(3, seed=0)
     >>> _ = model.fit(T, max_iter=2000, tol=1e-12)
-    >>> bool(torch.linalg.norm(model() - T) / torch.linalg.norm(T) < 1e-3)
+    >>> bool(torch.linalg.norm(model.reconstruct() - T) / torch.linalg.norm(T) < 1e-3)
     True
     """
 
@@ -158,6 +158,11 @@ class NonnegativeCP(FactorModule):
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         # a fresh model has no factors yet: create them from the keys "factors.0", "factors.1", ...
         keys = sorted((k for k in state_dict if k.startswith(prefix + "factors.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        ranks = {int(state_dict[k].shape[-1]) for k in keys}
+        if ranks and ranks != {self.rank}:
+            error_msgs.append(f"rank mismatch for {prefix}factors: the state has rank {sorted(ranks)}, this "
+                              f"{type(self).__name__} has rank {self.rank}")
+            return
         if keys and len(self.factors) != len(keys):
             like = dict(device=self.device, dtype=self.dtype or state_dict[keys[0]].dtype)
             self._set_factors([torch.empty_like(state_dict[k], **like) for k in keys])

@@ -117,6 +117,7 @@ class DictionaryNMF(FactorModule):
     """
 
     hyperparameters = DICTIONARY_PARAMETERS
+    rank_axes = {"H": -2, "indices": 0}
     solver_family = "dictionary"
 
     def __init__(

@@ -103,11 +103,12 @@ class NMF(FactorModule):
     >>> X = torch.rand(30, 4, dtype=torch.float64, generator=g) @ torch.rand(4, 20, dtype=torch.float64, generator=g)
     >>> model = NMF(4, seed=0)
     >>> result = model.fit(X, max_iter=2000, tol=1e-10)
-    >>> bool(torch.linalg.norm(X - model()) / torch.linalg.norm(X) < 1e-2)
+    >>> bool(torch.linalg.norm(X - model.reconstruct()) / torch.linalg.norm(X) < 1e-2)
     True
     """
 
     hyperparameters = NMF_PARAMETERS
+    rank_axes = {"W": -1, "H": -2}
     solver_family = "nmf"
 
     def __init__(
@@ -199,7 +200,6 @@ class NMF(FactorModule):
             raise NotFittedError("this NMF has no factors yet: call fit(X) or create it with shape=(m, n)")
         return self.W @ self.H
 
-    reconstruct = forward
 
     # ------------------------------------------------------------------ fitting
     def _prepare(self, X, *, allow_batch: bool = True) -> Data:

@@ -140,6 +140,7 @@ class SeparableNMF(FactorModule):
     """
 
     hyperparameters = SEPARABLE_PARAMETERS
+    rank_axes = {"columns": -1, "H": -2, "indices": 0}
     solver_family = "separable"
 
     def __init__(
@@ -195,7 +196,6 @@ class SeparableNMF(FactorModule):
         """The reconstruction X(:, K) H (m x n), differentiable with respect to H."""
         return self.W @ self.H
 
-    reconstruct = forward
 
     def problem(self, X) -> SeparableProblem:
         """The validated problem of fitting X."""

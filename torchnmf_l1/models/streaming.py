@@ -96,6 +96,7 @@ class StreamingNMF(FactorModule):
     """
 
     hyperparameters = STREAMING_PARAMETERS
+    rank_axes = {"W": -1, "H": -2}
     solver_family = "streaming"
     #: the options of :meth:`fit` besides the fit loop's (the command line's [fit] keys)
     fit_hyperparameters = {
