@@ -247,7 +247,7 @@ def test_hals_sweep_keeps_rows_positive():
     A[1] = -1.0  # row 1 of the solution is exactly zero
     Ht = torch.tensor(H)
     kernels.hals_sweep_(Ht, torch.as_tensor(A), torch.as_tensor(W.T @ W), keep_rows_positive=True)
-    floor = 1e-16 * Ht.sum(dim=1).max() / Ht.shape[1]
+    floor = torch.finfo(Ht.dtype).eps * Ht.sum(dim=1).max() / Ht.shape[1]  # eps of the dtype (the paper: 1e-16 in double)
     assert torch.all(Ht[1] > 0)
     torch.testing.assert_close(Ht[1], floor.expand(14), rtol=1e-12, atol=0)
     Ht2 = torch.tensor(H)

@@ -33,21 +33,28 @@ def _planted(n_samples=60, n_features=30, rank=4, seed=0):
 def test_matches_sklearn_nmf_on_planted_data():
     from sklearn.decomposition import NMF as SkNMF
 
-    X = _planted()
-    # both run to their own convergence test (an exact rank-4 X): the comparison is of the
-    # fits reached, not of the progress per iteration, which differs by design (our HALS
+    # rank 4 plus noise, six draws: both run to 3000 iterations or their own convergence test.
+    # The comparison is of the fits reached (each draw's local minimum may differ; the median
+    # ratio may not), not of the progress per iteration, which differs by design (our HALS
     # repeats cheap inner sweeps, sklearn's CD makes one per iteration)
-    ours = TorchNMF(4, random_state=0, max_iter=3000, tol=1e-8)
-    W = ours.fit_transform(X)
-    theirs = SkNMF(4, init="nndsvda", max_iter=3000, tol=1e-8, random_state=0).fit(X)
-    assert ours.n_iter_ < 3000 and theirs.n_iter_ < 3000
-    assert W.shape == (60, 4) and ours.components_.shape == (4, 30)
-    assert (W >= 0).all() and (ours.components_ >= 0).all()
-    rel_ours = np.linalg.norm(X - W @ ours.components_) / np.linalg.norm(X)
-    rel_theirs = theirs.reconstruction_err_ / np.linalg.norm(X)
-    assert rel_ours < 1e-2, rel_ours
-    assert rel_ours <= rel_theirs * 1.5 + 1e-4, (rel_ours, rel_theirs)
+    ratios = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        X = rng.random((60, 4)) @ rng.random((4, 30)) + 0.05 * rng.random((60, 30))
+        ours = TorchNMF(4, random_state=0, max_iter=3000, tol=1e-6)
+        W = ours.fit_transform(X)
+        theirs = SkNMF(4, init="nndsvda", max_iter=3000, tol=1e-6, random_state=0).fit(X)
+        assert W.shape == (60, 4) and ours.components_.shape == (4, 30)
+        assert (W >= 0).all() and (ours.components_ >= 0).all()
+        rel_ours = np.linalg.norm(X - W @ ours.components_) / np.linalg.norm(X)
+        ratios.append(rel_ours / (theirs.reconstruction_err_ / np.linalg.norm(X)))
+        assert rel_ours < 0.02, rel_ours
+    assert np.median(ratios) <= 1.005 and max(ratios) < 1.2, ratios
+    X = _planted()
+    ours = TorchNMF(4, random_state=0, max_iter=300).fit(X)
+    W = ours.transform(X)
     np.testing.assert_allclose(ours.inverse_transform(W), W @ ours.components_)
+    W = ours.fit_transform(X)
     np.testing.assert_allclose(ours.reconstruction_err_, np.linalg.norm(X - W @ ours.components_), rtol=1e-6)
     # transform of the training samples recovers (nearly) the same coefficients
     np.testing.assert_allclose(ours.transform(X) @ ours.components_, X, atol=5e-2 * X.max())

@@ -62,8 +62,16 @@ def random_codes(data: Data, rank: int, *, generator: torch.Generator) -> Tensor
 def nndsvd_init(data: Data, rank: int, *, generator: torch.Generator, fill: str = "zeros") -> tuple[Tensor, Tensor]:
     """NNDSVD of Boutsidis and Gallopoulos (2008), vectorised over the components.
 
-    ``fill``: ``"zeros"`` (NNDSVD), ``"mean"`` (NNDSVDa: zeros set to mean(X)),
-    ``"random"`` (NNDSVDar: zeros set to uniform values in [0, mean(X)/100)).
+    ``fill``: ``"zeros"`` (NNDSVD), ``"mean"`` (NNDSVDa: zeros set to a constant),
+    ``"random"`` (NNDSVDar: zeros set to uniform values in [0, that constant / 100)).
+
+    Every threshold and fill scales with the data, so that the start of ``c X`` is
+    ``sqrt(c)`` times the start of X for any c > 0: entries below ``1e-6 sqrt(sigma_1)``
+    are zeroed (scikit-learn's 1e-6 is absolute), and the fill constant is
+    ``sqrt(mean(X) / r)``, the scale of the entries of W and H whose product has X's mean
+    (scikit-learn fills with mean(X), which has the units of X, not of its factors).
+    NNDSVD (``fill="zeros"``) therefore equals scikit-learn's wherever no entry of the
+    start lies between the two thresholds.
     """
     U, S, Vh = kernels.truncated_svd(data.X, rank, generator=generator, X_t=data.X_t)
     tiny = torch.finfo(data.dtype).tiny
@@ -82,15 +90,15 @@ def nndsvd_init(data: Data, rank: int, *, generator: torch.Generator, fill: str 
     # The leading singular pair of a nonnegative matrix is nonnegative (Perron-Frobenius).
     W[:, 0] = torch.sqrt(S[0]) * x[:, 0].abs()
     H[0] = torch.sqrt(S[0]) * y[:, 0].abs()
-    eps = 1e-6
-    W = torch.where(W < eps, 0.0, W)
-    H = torch.where(H < eps, 0.0, H)
+    threshold = 1e-6 * torch.sqrt(S[0])
+    W = torch.where(W < threshold, 0.0, W)
+    H = torch.where(H < threshold, 0.0, H)
     if fill == "mean":
-        avg = _data_mean(data)
+        avg = torch.sqrt(_data_mean(data) / rank)
         W = torch.where(W == 0, avg, W)
         H = torch.where(H == 0, avg, H)
     elif fill == "random":
-        avg = _data_mean(data)
+        avg = torch.sqrt(_data_mean(data) / rank)
         like = dict(device=data.device, dtype=data.dtype, generator=generator)
         W = torch.where(W == 0, torch.rand(W.shape, **like) * avg / 100, W)
         H = torch.where(H == 0, torch.rand(H.shape, **like) * avg / 100, H)
@@ -195,11 +203,14 @@ def cp_svd_init(T: Tensor, mask: Tensor | None, rank: int, *, generator: torch.G
     from tensorly.decomposition._cp import initialize_cp
 
     filled = T if mask is None else torch.where(mask, T, T[mask].mean())
+    # tensorly's thresholds are absolute: it sees T / max(T), and the scale goes back into
+    # the first factor, so that the start of c T is the start of T with factor 0 times c
+    scale = filled.amax().clamp_min(torch.finfo(T.dtype).tiny)
     # tensorly allocates some of its tensors on the default device: make it T's, locally
     with tl.backend_context("pytorch"), torch.device(T.device):
-        weights, factors = initialize_cp(filled, rank, init="svd", non_negative=True)
+        weights, factors = initialize_cp(filled / scale, rank, init="svd", non_negative=True)
     factors = [F.to(device=T.device, dtype=T.dtype).clone() for F in factors]
-    factors[0] = factors[0] * weights
+    factors[0] = factors[0] * weights * scale
     return factors
 
 

@@ -21,7 +21,7 @@ from .l1 import dense_l1_sweep_, sparse_l1_sweep_
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .ksparse import ksparse_nnls
 from .dictionary import atom_gap, atom_scores, match_atoms, proximal_weight, subspace_atoms
-from .cp import cp_gram_hadamard, cp_mttkrp, cp_reconstruct
+from .cp import cp_balance_, cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
     beta_divergence,
     dense_in_chunks,
@@ -56,6 +56,7 @@ __all__ = [
     "beta_divergence",
     "beta_mu_ratio_terms",
     "chunk_size",
+    "cp_balance_",
     "cp_gram_hadamard",
     "cp_mttkrp",
     "cp_reconstruct",

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["cp_mttkrp", "cp_gram_hadamard", "cp_reconstruct"]
+__all__ = ["cp_mttkrp", "cp_gram_hadamard", "cp_reconstruct", "cp_balance_"]
 
 _MODES = "abcdefghijklmnopqrstuvwx"  # 'y' is the batch, 'z' the rank
 
@@ -68,3 +68,24 @@ def cp_reconstruct(factors: Sequence[Tensor]) -> Tensor:
     letters = _MODES[: len(factors)]
     spec = ",".join(f"{lead}{c}z" for c in letters) + f"->{lead}{letters}"
     return torch.einsum(spec, *factors)
+
+
+def cp_balance_(factors: Sequence[Tensor], modes: Sequence[int] | None = None) -> None:
+    """Rescale the columns of the factors of ``modes`` (all by default), in place, so that
+    component q has the same norm in each of them (the geometric mean of its norms).
+
+    The CP tensor is unchanged; without it, the norms of the factors drift apart by the
+    scale freedom of the model (10^16 between modes after 40 HALS iterations on a
+    6 x 7 x 8 tensor), which in float32 overflows, underflows or loses the HALS updates
+    to round-off. The mean is taken of the logarithms, so the norms' product never
+    overflows; a component that is zero in some mode is left as it is.
+    """
+    modes = list(range(len(factors))) if modes is None else list(modes)
+    if len(modes) < 2:
+        return
+    norms = [torch.linalg.vector_norm(factors[m], dim=-2, keepdim=True) for m in modes]
+    logs = torch.stack([n.log() for n in norms])
+    target = logs.mean(dim=0).exp()
+    positive = torch.stack([n > 0 for n in norms]).all(dim=0)
+    for m, norm in zip(modes, norms):
+        factors[m].mul_(torch.where(positive, target / torch.where(positive, norm, 1.0), 1.0))

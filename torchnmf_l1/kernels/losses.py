@@ -28,7 +28,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .products import Support, chunk_size, gram, is_sparse, problem_sums, sparse_values, support_indices, wh_on_support
+from .products import (
+    Support, chunk_size, gram, is_sparse, per_entry, problem_sums, relative_floor, sparse_values, support_indices,
+    wh_on_support,
+)
 
 __all__ = [
     "frobenius_loss",
@@ -51,6 +54,16 @@ def _support(X: Tensor, support) -> Support:
         return support
     rows, cols = support_indices(X)
     return Support(rows, cols, sparse_values(X))
+
+
+def _floored(wh: Tensor, offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """WH (dense (m, n) / (B, m, n), or on a support) bounded below by ``eps * max(WH)`` per
+    problem, and that floor: a floor that scales with the data (see :func:`relative_floor`)."""
+    if offsets is None and wh.dim() != 1:
+        floor = relative_floor(wh, dense_batch=wh.dim() == 3)
+        return wh.clamp_min(floor), floor
+    floor = relative_floor(wh, offsets)
+    return wh.clamp_min(per_entry(floor, offsets, wh.numel())), floor
 
 
 def _sum_wh(W: Tensor, H: Tensor) -> Tensor:
@@ -104,16 +117,15 @@ def _xlogx_over_y(x: Tensor, y: Tensor) -> Tensor:
 def kl_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Generalised Kullback-Leibler divergence
     :math:`\sum_{ij} X_{ij}\log\frac{X_{ij}}{(WH)_{ij}} - X_{ij} + (WH)_{ij}` (beta = 1)."""
-    eps = torch.finfo(W.dtype).eps
     if not is_sparse(X):
 
         def kl(x, w, h):
-            WH = (w @ h).clamp_min(eps)
+            WH, _ = _floored(w @ h)
             return (_xlogx_over_y(x, WH) - x + WH).sum(dim=(-2, -1))
 
         return dense_in_chunks(kl, X, W, H)
     s = _support(X, support)
-    wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+    wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
     return problem_sums(_xlogx_over_y(s.values, wh) - s.values, s.offsets) + _sum_wh(W, H)
 
 
@@ -134,16 +146,15 @@ def _dense_support(s: Support, X: Tensor, W: Tensor) -> Tensor:
 def is_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Itakura-Saito divergence :math:`\sum_{ij} \frac{X_{ij}}{(WH)_{ij}} - \log\frac{X_{ij}}{(WH)_{ij}} - 1`
     (beta = 0). Infinite where X has zeros; callers reject such data."""
-    eps = torch.finfo(W.dtype).eps
     if is_sparse(X):
         s = _support(X, support)
-        wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+        wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
         ratio = s.values / wh
         value = problem_sums(ratio - torch.log(ratio) - 1, s.offsets)
         return torch.where(_dense_support(s, X, W), value, math.inf)
 
     def is_(x, w, h):
-        ratio = x / (w @ h).clamp_min(eps)
+        ratio = x / _floored(w @ h)[0]
         return (ratio - torch.log(ratio) - 1).sum(dim=(-2, -1))
 
     return dense_in_chunks(is_, X, W, H)
@@ -165,33 +176,32 @@ def beta_divergence(X: Tensor, W: Tensor, H: Tensor, beta: float, support: Suppo
         return kl_divergence(X, W, H, support)
     if beta == 0.0:
         return is_divergence(X, W, H, support)
-    eps = torch.finfo(W.dtype).eps
     scale = 1.0 / (beta * (beta - 1.0))
     if not is_sparse(X):
 
         def beta_(x, w, h):
-            WH = (w @ h).clamp_min(eps)
+            WH, _ = _floored(w @ h)
             return (x**beta + (beta - 1.0) * WH**beta - beta * x * WH ** (beta - 1.0)).sum(dim=(-2, -1))
 
         return scale * dense_in_chunks(beta_, X, W, H)
     s = _support(X, support)
-    wh = wh_on_support(W, H, s.rows, s.cols).clamp_min(eps)
+    wh, floor = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
     on_support = problem_sums(s.values**beta - beta * s.values * wh ** (beta - 1.0), s.offsets)
-    total_wh_beta = _sum_dense_power(W, H, beta, eps)
+    total_wh_beta = _sum_dense_power(W, H, beta, floor.view(-1, 1, 1) if floor.dim() else floor)
     value = scale * (on_support + (beta - 1.0) * total_wh_beta)
     if beta < 0:
         value = torch.where(_dense_support(s, X, W), value, math.inf)
     return value
 
 
-def _sum_dense_power(W: Tensor, H: Tensor, power: float, eps: float) -> Tensor:
+def _sum_dense_power(W: Tensor, H: Tensor, power: float, floor: Tensor) -> Tensor:
     """sum over all entries of (WH)^power per problem, one block of columns at a time."""
     m, n = W.shape[-2], H.shape[-1]
     B = W.shape[0] if W.dim() == 3 else 1
     block = chunk_size(n, m * B, _BLOCK_ELEMENTS)
     total = W.new_zeros(W.shape[:-2])
     for start in range(0, n, block):
-        total = total + ((W @ H[..., start : start + block]).clamp_min(eps) ** power).sum(dim=(-2, -1))
+        total = total + ((W @ H[..., start : start + block]).clamp_min(floor) ** power).sum(dim=(-2, -1))
     return total
 
 

@@ -9,7 +9,9 @@ with :math:`\gamma(\beta) = 1/(2-\beta)` for :math:`\beta<1`, 1 for
 objective non-increasing (Févotte and Idier, 2011). W is updated by the same kernel
 on the transposed problem :math:`X^T \approx H^T W^T`.
 
-For sparse X the numerator only needs WH on the support of X; the denominator is
+WH is bounded below by ``eps * max(WH)`` per problem, not by an absolute epsilon, so that
+the iterates of ``c X`` are ``sqrt(c)`` times those of X for any scale c. For sparse X the
+numerator only needs WH on the support of X; the denominator is
 :math:`W^T W H` for :math:`\beta = 2`, the column sums of W for :math:`\beta = 1`,
 and for other :math:`\beta` is formed one block of columns at a time. Dense batches are
 processed a few problems at a time (at most ``_BLOCK_ELEMENTS`` entries of WH at once).
@@ -28,7 +30,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from .products import Support, chunk_size, gram, is_sparse, wh_on_support, wt_x
+from .products import Support, chunk_size, gram, is_sparse, per_entry, relative_floor, wh_on_support, wt_x
 
 __all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "sparse_pattern_wt"]
 
@@ -64,8 +66,9 @@ def sparse_pattern_wt(
     return torch.sparse.mm(S_t, W.reshape(B * m, r)).reshape(B, -1, r).mT
 
 
-def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float, eps: float) -> tuple[Tensor, Tensor]:
-    WH = (W @ H).clamp_min(eps)
+def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    WH = W @ H
+    WH = WH.clamp_min(relative_floor(WH, dense_batch=WH.dim() == 3))
     Wt = W.mT
     if beta == 1.0:
         return Wt @ (X / WH), W.sum(dim=-2).unsqueeze(-1).expand_as(H)
@@ -95,22 +98,23 @@ def beta_mu_ratio_terms(
         CSR copy of X^T and the permutation from X's CSR order to X^T's (see
         :class:`torchnmf_l1.data.Data`), for the fast ``W^T S`` products.
     """
-    eps = torch.finfo(W.dtype).eps
     if beta == 2.0:
         return wt_x(W, X, X_t), gram(W) @ H
     if not is_sparse(X):
         if W.dim() == 2:
-            return _dense_terms(X, W, H, beta, eps)
+            return _dense_terms(X, W, H, beta)
         B, m, n = W.shape[0], W.shape[1], H.shape[-1]
         step = chunk_size(B, m * n, _BLOCK_ELEMENTS)
         if step >= B:
-            return _dense_terms(X, W, H, beta, eps)
+            return _dense_terms(X, W, H, beta)
         parts = [
-            _dense_terms(X if X.dim() == 2 else X[s : s + step], W[s : s + step], H[s : s + step], beta, eps)
+            _dense_terms(X if X.dim() == 2 else X[s : s + step], W[s : s + step], H[s : s + step], beta)
             for s in range(0, B, step)
         ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    wh = wh_on_support(W, H, support.rows, support.cols).clamp_min(eps)
+    wh = wh_on_support(W, H, support.rows, support.cols)
+    floor = relative_floor(wh, support.offsets)
+    wh = wh.clamp_min(per_entry(floor, support.offsets, wh.numel()))
     ratio_values = support.values / wh if beta == 1.0 else wh ** (beta - 2.0) * support.values
     numerator = sparse_pattern_wt(W, X, ratio_values, X_t, perm_t)
     if beta == 1.0:
@@ -118,8 +122,9 @@ def beta_mu_ratio_terms(
     m, n = W.shape[-2], H.shape[-1]
     block = chunk_size(n, m * (W.shape[0] if W.dim() == 3 else 1), _BLOCK_ELEMENTS)
     Wt = W.mT
+    block_floor = floor.view(-1, 1, 1) if floor.dim() else floor
     denominator = torch.cat(
-        [Wt @ (W @ H[..., s : s + block]).clamp_min(eps) ** (beta - 1.0) for s in range(0, n, block)], dim=-1
+        [Wt @ (W @ H[..., s : s + block]).clamp_min(block_floor) ** (beta - 1.0) for s in range(0, n, block)], dim=-1
     )
     return numerator, denominator
 
@@ -133,15 +138,16 @@ def mu_update_(
     l2: float = 0.0,
     active: Tensor | None = None,
 ) -> Tensor:
-    """``H *= (numerator / (denominator + l1 + l2 H))^gamma`` in place, with a dtype epsilon.
+    """``H *= (numerator / (denominator + l1 + l2 H))^gamma`` in place.
 
-    ``active`` (B,) bool, for a batch: problems where it is False keep their H.
+    The denominator is bounded below by ``eps * max(denominator)`` per problem
+    (:func:`relative_floor`), a floor that scales with the data. ``active`` (B,) bool, for
+    a batch: problems where it is False keep their H.
     """
-    eps = torch.finfo(H.dtype).eps
     denominator = denominator + l1 if l1 else denominator
     if l2:
         denominator = denominator + l2 * H
-    ratio = numerator.clamp_min(0) / denominator.clamp_min(eps)
+    ratio = numerator.clamp_min(0) / denominator.clamp_min(relative_floor(denominator, dense_batch=denominator.dim() == 3))
     if gamma != 1.0:
         ratio = ratio**gamma
     if active is not None:

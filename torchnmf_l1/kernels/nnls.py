@@ -71,9 +71,13 @@ def _sweep_rows_(H: Tensor, rows, buffer: Tensor) -> None:
 
 
 def _revive_zero_rows_(H: Tensor) -> None:
-    """Replace a row that became exactly zero by ``1e-16 max_k(sum_j H_kj) / n`` (Gillis and Glineur)."""
+    """Replace a row that became exactly zero by ``eps max_k(sum_j H_kj) / n`` (Gillis and Glineur).
+
+    ``eps`` of H's dtype (2.2e-16 in float64, the paper's 1e-16): a fixed 1e-16 in float32
+    gives Gram entries 1e-32 times the others, which underflow for data of modest scale.
+    """
     row_sums = H.sum(dim=-1, keepdim=True)
-    floor = row_sums.amax(dim=-2, keepdim=True) * (1e-16 / H.shape[-1])
+    floor = row_sums.amax(dim=-2, keepdim=True) * (torch.finfo(H.dtype).eps / H.shape[-1])
     H.add_((row_sums <= 0) * floor)
 
 
@@ -103,8 +107,8 @@ def hals_sweep_(
         L1 and squared-L2 penalty weights.
     keep_rows_positive : bool
         After the sweep, replace a row that became exactly zero by the constant
-        ``1e-16 max_k(sum_j H_kj) / n`` so that the alternating scheme can revive it
-        (Gillis and Glineur, 2012, use ``1e-16 max(H)``).
+        ``eps max_k(sum_j H_kj) / n`` (``eps`` of the dtype) so that the alternating
+        scheme can revive it (Gillis and Glineur, 2012, use ``1e-16 max(H)``).
 
     Returns
     -------
@@ -181,7 +185,7 @@ def hals_nnls_(
         go = keep_going if go is None else go & keep_going
     if keep_rows_positive:
         # a row's own update never reads its previous value, so reviving a zero row once, after
-        # the last sweep, is the per-sweep revival of Gillis and Glineur up to its 1e-16 effect
+        # the last sweep, is the per-sweep revival of Gillis and Glineur up to its eps-sized effect
         # on the other rows
         _revive_zero_rows_(H)
 

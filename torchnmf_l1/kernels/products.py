@@ -23,6 +23,8 @@ from torch import Tensor
 
 __all__ = [
     "Support",
+    "relative_floor",
+    "per_entry",
     "is_sparse",
     "gram",
     "x_ht",
@@ -177,6 +179,33 @@ def problem_sums(values: Tensor, offsets: Tensor | None) -> Tensor:
     if offsets is None:
         return values.sum()
     return torch.segment_reduce(values, "sum", offsets=offsets) if values.numel() else values.new_zeros(offsets.numel() - 1)
+
+
+def relative_floor(values: Tensor, offsets: Tensor | None = None, dense_batch: bool = False) -> Tensor:
+    """``eps * max(values)`` per problem (at least the dtype's ``tiny``): the lower bound that
+    keeps a ratio or a negative power of nonnegative ``values`` (WH, a denominator) finite
+    while scaling with them, so that ``fit(c * X)`` iterates as ``fit(X)`` for any c > 0.
+
+    Returns a 0-dim tensor for one problem; (B, 1, 1) for a dense batch (``dense_batch``,
+    ``values`` of shape (B, ., .)); (B,) for the entries of a sparse batch (``offsets``).
+    """
+    info = torch.finfo(values.dtype)
+    if offsets is not None:
+        top = torch.segment_reduce(values, "max", offsets=offsets, initial=0.0) if values.numel() else \
+            values.new_zeros(offsets.numel() - 1)
+    elif dense_batch:
+        top = values.amax(dim=(-2, -1), keepdim=True)
+    else:
+        top = values.amax() if values.numel() else values.new_zeros(())
+    return (info.eps * top).clamp_min(info.tiny)
+
+
+def per_entry(per_problem: Tensor, offsets: Tensor | None, count: int) -> Tensor:
+    """A per-problem value (B,) repeated over the ``count`` support entries of each problem
+    (0-dim unchanged); ``output_size`` given, so that no count is read from the device."""
+    if offsets is None or per_problem.dim() == 0:
+        return per_problem
+    return torch.repeat_interleave(per_problem, offsets.diff(), output_size=count)
 
 
 def frobenius_norm_sq(X: Tensor) -> Tensor:

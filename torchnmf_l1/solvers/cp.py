@@ -128,6 +128,8 @@ class CPHALS(Solver):
             self.Tw = torch.where(self.problem.mask, self.problem.T, kernels.cp_reconstruct(self.factors))
         self.iteration += 1
         self._last_objective = None
+        # the factors' scale freedom, fixed: equal column norms across the free modes
+        kernels.cp_balance_(self.factors, [n for n in range(self.order) if self.Dn is None or n != self.c])
         constrained = self.constrained
         for n in self.mode_order:
             if self.atoms_fixed and not constrained and n == self.c:
@@ -209,6 +211,9 @@ class CPHALS(Solver):
             self._last_mttkrp = self._last_objective = None
             extra["indices"] = self.K.tolist()
             extra["final_objective"] = float(self.objective())
+        # the reported error from the residual itself: the cheap formula of objective()
+        # cancels ||T||^2 against the model's terms (sqrt(eps) resolution in float32)
+        self._last_mttkrp = self._last_objective = None
         value = self.objective()
         norm = self.norm_sq.sqrt().clamp_min(torch.finfo(value.dtype).tiny)
         extra["relative_error"] = (torch.sqrt(2 * value) / norm).tolist()
