@@ -68,11 +68,11 @@ def test_ksparse_errors():
     W, X = torch.rand(5, 3), torch.rand(5, 4)
     with pytest.raises(ValueError, match="k must be <= r = 3.*k=4"):
         ksparse_nnls(W, X, 4)
-    with pytest.raises(ValueError, match="positive integer, got 0"):
+    with pytest.raises(ValueError, match="option 'k' must be an integer >= 1, got 0"):
         ksparse_nnls(W, X, 0)
     with pytest.raises(ValueError, match="must share m"):
         ksparse_nnls(W, torch.rand(6, 4), 1)
-    with pytest.raises(ValueError, match="method must be"):
+    with pytest.raises(ValueError, match="option 'method' must be one of 'exact', 'greedy', got 'magic'"):
         ksparse_nnls(W, X, 1, method="magic")
 
 

@@ -330,7 +330,7 @@ def test_bad_inputs():
         SeparableNMF(None, "spa")
     with pytest.raises(ValueError, match="needs an explicit mu"):
         SeparableNMF(None, "fgnsr").fit(X)
-    with pytest.raises(ValueError, match="n_clusters must be an integer in"):
+    with pytest.raises(ValueError, match="option 'n_clusters' must be an integer in \\[1, 30\\], got 0"):
         h2nmf_clustering(X, 0)
 
 

@@ -13,7 +13,9 @@ X_j = X[:, a_j:b_j]. Accepted sources:
 - an iterable of blocks (m x b_j arrays); a list (or any object whose ``__iter__`` starts
   afresh) can be read several times, a one-shot generator only once.
 
-Blocks are cut by this module for the first three kinds; an iterable decides its own
+Every block is checked on the first pass over X (a dense real block with finite,
+nonnegative entries; a ``TypeError``/``ValueError`` naming its columns otherwise), once:
+the later passes read it unchecked. Blocks are cut by this module for the first three kinds; an iterable decides its own
 block sizes (the memory budget is then the caller's responsibility).
 
 On a CUDA device :func:`iter_device_blocks` stages each block in pinned host memory and
@@ -29,6 +31,8 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import Tensor
+
+from .checks import check_entries
 
 __all__ = ["BlockSource", "as_block_source", "block_size_for_budget", "iter_device_blocks"]
 
@@ -53,6 +57,10 @@ class BlockSource:
                 raise ValueError(f"X must be a 2-D matrix (m x n), got shape {tuple(X.shape)}")
             self.kind = "sliceable"
             self.shape = (int(X.shape[0]), int(X.shape[1]))
+            if shape is not None and _check_shape(shape) != self.shape:
+                raise ValueError(f"shape={tuple(shape)!r} does not match X's shape {self.shape}")
+            if isinstance(X, Tensor) and X.layout != torch.strided:
+                raise TypeError(f"X must be dense (the blocks are column slices), got layout {X.layout}")
         elif callable(X):
             if shape is None:
                 raise ValueError("a callable X(start, stop) needs shape=(m, n)")
@@ -70,6 +78,7 @@ class BlockSource:
             )
         if self.shape is not None and min(self.shape) < 1:
             raise ValueError(f"X must have at least one row and one column, got shape {self.shape}")
+        self._checked = False  # True after one complete pass in which every block was checked
 
     @property
     def m(self) -> int | None:
@@ -85,7 +94,22 @@ class BlockSource:
         return self.kind != "iterable"
 
     def blocks(self, block_size: int) -> Iterator[tuple[int, int, object]]:
-        """Yield ``(start, stop, block)`` with ``block`` the m x (stop - start) columns."""
+        """Yield ``(start, stop, block)`` with ``block`` the m x (stop - start) columns
+        (checked on the first complete pass, see the module docstring)."""
+        check = not self._checked
+        iterator = self._raw_blocks(block_size)
+        while True:  # no variable of this frame holds block j while block j+1 is read
+            item = next(iterator, None)
+            if item is None:
+                break
+            if check:
+                _check_block(item[2], item[0], item[1])
+            yield item
+            del item
+        if check:
+            self._checked = True
+
+    def _raw_blocks(self, block_size: int) -> Iterator[tuple[int, int, object]]:
         if self.kind == "iterable":
             yield from self._iter_blocks()
             return
@@ -170,6 +194,34 @@ class BlockSource:
             pass
 
 
+def _check_block(block, start: int, stop: int) -> None:
+    """A dense real block with finite, nonnegative entries, or an error naming its columns."""
+    name = f"X[:, {start}:{stop}]"
+    if isinstance(block, Tensor):
+        if block.layout != torch.strided:
+            raise TypeError(f"{name} must be dense, got layout {block.layout}")
+        if block.is_complex() or block.dtype == torch.bool:
+            kind = "complex" if block.is_complex() else "boolean"
+            raise TypeError(f"{name} has {kind} dtype {block.dtype}; the blocks must be real numbers")
+        if block.device.type == "meta":
+            raise ValueError(f"{name} is on the meta device, which holds no values")
+        check_entries(block.detach(), name)
+        return
+    if hasattr(block, "tocsr"):
+        raise TypeError(f"{name} must be dense, got a scipy.sparse matrix")
+    array = np.asarray(block)
+    if array.dtype.kind not in "iuf":
+        kind = {"b": "boolean ", "c": "complex "}.get(array.dtype.kind, "")
+        raise TypeError(f"{name} has {kind}dtype {array.dtype}; the blocks must be real numbers")
+    if not array.size:
+        return
+    low, high = float(array.min()), float(array.max())  # NaN propagates: no temporary of the block's size
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or infinite values ({int((~np.isfinite(array)).sum())} entries)")
+    if low < 0:
+        raise ValueError(f"{name} has negative entries (minimum {low:.6g}); X must be >= 0")
+
+
 def _check_shape(shape) -> tuple[int, int]:
     if not (isinstance(shape, (tuple, list)) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
         raise ValueError(f"shape must be a pair of positive integers (m, n), got {shape!r}")
@@ -227,8 +279,8 @@ def _to_tensor(block, dtype: torch.dtype) -> Tensor:
     if isinstance(block, Tensor):
         return block.to(dtype=dtype)
     array = np.asarray(block)
-    if array.dtype.kind not in "fiub":
-        raise TypeError(f"X blocks must be numeric, got dtype {array.dtype}")
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"X blocks must be real numbers, got dtype {array.dtype}")
     return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
 
 

@@ -80,6 +80,8 @@ def _to_torch(X, name: str, device, dtype: torch.dtype) -> Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         if isinstance(X, Tensor):
+            if X.device.type == "meta":
+                raise ValueError(f"{name} is on the meta device, which holds no values; give a tensor with data")
             if X.is_complex():
                 _source_dtype_check("c", name, str(X.dtype))
             if X.dtype == torch.bool:

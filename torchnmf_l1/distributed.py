@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .checks import dense_tensor
 from .data import prepare_data
 from .exceptions import DistributedFitError
 from .problem import DistributedProblem, FactorState, Penalties, resolve_loss
@@ -84,7 +85,7 @@ def DistributedNMFSolver(
     Parameters
     ----------
     X : Tensor, shape (m, n_p)
-        This rank's columns (dense; torch.sparse too for the L1 losses), nonnegative.
+        This rank's columns (dense or torch.sparse, never densified), nonnegative.
     W : Tensor, shape (m, r)
         Replicated factor, identical on every rank at the start (updated in place).
     H : Tensor, shape (r, n_p)
@@ -113,12 +114,11 @@ def DistributedNMFSolver(
         if not isinstance(F, Tensor) or F.layout != torch.strided or not F.is_floating_point():
             raise TypeError(f"{label} must be a dense floating-point torch tensor (updated in place), got {type(F).__name__}"
                             + (f" of dtype {F.dtype}" if isinstance(F, Tensor) else ""))
-        if F.dim() != 2:
-            raise ValueError(f"{label} must be 2-D, got shape {tuple(F.shape)}")
-        if not bool(torch.isfinite(F).all()) or bool((F < 0).any()):
-            raise ValueError(f"{label} must be finite and nonnegative")
+        dense_tensor(F, label)  # 2-D, not empty, not on the meta device, finite, nonnegative
     if W.dtype != H.dtype or W.device != H.device:
         raise ValueError(f"W and H must share dtype and device, got {W.dtype} on {W.device} and {H.dtype} on {H.device}")
+    if isinstance(X, Tensor) and X.device.type == "meta":
+        raise ValueError("X is on the meta device, which holds no values; give a tensor with data")
     if isinstance(X, Tensor) and X.device != W.device:
         raise ValueError(f"X is on {X.device} but W is on {W.device}; move them to one device")
     data = prepare_data(X, device=W.device, dtype=W.dtype, allow_zeros=not resolved.needs_positive_data)

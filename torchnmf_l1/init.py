@@ -230,14 +230,12 @@ def initialize_cp(T: Tensor, mask: Tensor | None, rank: int, init: str, *, gener
 # ---------------------------------------------------------------------------- streaming
 def random_init_blocks(source, rank: int, block_size: int, *, generator: torch.Generator, device, dtype,
                        H_device=None, keeps_H: bool = True, pin_memory: bool = True) -> tuple[Tensor, Tensor | None]:
-    """:func:`random_init` for X read in column blocks: the mean of X by one pass (which also
-    checks X >= 0), then the same draws as ``random_init`` on ``device``."""
+    """:func:`random_init` for X read in column blocks: the mean of X by one pass (the first,
+    in which the source checks every block), then the same draws as ``random_init`` on ``device``."""
     from .blocks import iter_device_blocks
 
     total = torch.zeros((), device=device, dtype=dtype)
     for _, _, X_j in iter_device_blocks(source, block_size, device, dtype, pin_memory=pin_memory):
-        if bool(X_j.min() < 0):
-            raise ValueError("X must be nonnegative, found a negative entry")
         total = total + X_j.sum()
         del X_j
     m, n = source.shape

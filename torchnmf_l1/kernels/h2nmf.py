@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..checks import dense_tensor
+from ..params import Integer, check_value
 from .separable import spa
 
 __all__ = ["H2NMFClusters", "h2nmf_clustering", "rank2_svd", "rank2_nnls", "split_threshold"]
@@ -238,8 +240,9 @@ def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
 
     Parameters
     ----------
-    X : Tensor, shape (m, n)
-        Nonnegative dense data; the columns are the points (pixels).
+    X : Tensor or array, shape (m, n)
+        Nonnegative dense data; the columns are the points (pixels). Integer and
+        float16 data are converted to floating point.
     n_clusters : int
         Number k of clusters, 1 <= k <= n.
 
@@ -251,19 +254,19 @@ def h2nmf_clustering(X: Tensor, n_clusters: int) -> H2NMFClusters:
 
     Raises
     ------
+    TypeError
+        X not a dense real tensor or array; ``n_clusters`` not an integer.
     ValueError
-        If ``n_clusters`` is not in [1, n].
+        X not 2-D, empty, with NaN, infinite or negative entries; ``n_clusters`` not in [1, n].
 
     References
     ----------
     N. Gillis, D. Kuang and H. Park, "Hierarchical clustering of hyperspectral images
     using rank-two nonnegative matrix factorization", IEEE TGRS 53(4), 2015.
     """
-    if X.dim() != 2:
-        raise ValueError(f"X must be 2-D (m x n), got shape {tuple(X.shape)}")
+    X = dense_tensor(X, "X")
     n = X.shape[1]
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or not 1 <= n_clusters <= n:
-        raise ValueError(f"n_clusters must be an integer in [1, n={n}], got {n_clusters!r}")
+    n_clusters = check_value("h2nmf_clustering", "n_clusters", n_clusters, Integer(1, n))
     Xt = X.transpose(0, 1).contiguous()
     leaves = [_leaf(Xt, torch.arange(n, device=X.device))]
     while len(leaves) < n_clusters:

@@ -34,22 +34,26 @@ import itertools
 import torch
 from torch import Tensor
 
+from ..checks import dense_tensor, same_dtype_and_device
+from ..params import Choice, Integer, check_value
 from .nnls import hals_nnls_
 
 __all__ = ["ksparse_nnls"]
 
 
-def _check(W: Tensor, X: Tensor, k) -> int:
-    if not isinstance(W, Tensor) or not isinstance(X, Tensor):
-        raise TypeError(f"W and X must be tensors, got {type(W).__name__} and {type(X).__name__}")
-    if W.ndim != 2 or X.ndim != 2 or W.shape[0] != X.shape[0]:
+def _check(W, X, k, method, max_sweeps) -> tuple[Tensor, Tensor, int, str]:
+    W = dense_tensor(W, "W")
+    X = dense_tensor(X, "X", dtype=W.dtype if not isinstance(X, Tensor) or not X.is_floating_point() else None)
+    same_dtype_and_device({"W": W, "X": X})
+    if W.shape[0] != X.shape[0]:
         raise ValueError(f"W (m x r) and X (m x n) must share m, got shapes {tuple(W.shape)} and {tuple(X.shape)}")
     r = W.shape[1]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_value("ksparse_nnls", "k", k, Integer(1))
     if k > r:
         raise ValueError(f"k must be <= r = {r} (the number of columns of W), got k={k}")
-    return r
+    method = check_value("ksparse_nnls", "method", method, Choice("exact", "greedy"))
+    check_value("ksparse_nnls", "max_sweeps", max_sweeps, Integer(1))
+    return W, X, r, method
 
 
 def ksparse_nnls(W: Tensor, X: Tensor, k: int, *, method: str = "exact", max_sweeps: int = 200) -> Tensor:
@@ -74,13 +78,19 @@ def ksparse_nnls(W: Tensor, X: Tensor, k: int, *, method: str = "exact", max_swe
     -------
     Tensor, shape (r, n)
         H on W's device and dtype; every column has at most k nonzeros.
+
+    Raises
+    ------
+    TypeError
+        W or X not a dense real tensor or array, of different floating dtypes.
+    ValueError
+        Not 2-D, empty, NaN, infinite or negative entries, different row counts or
+        devices; k not in [1, r]; an unknown method; max_sweeps < 1.
     """
-    r = _check(W, X, k)
+    W, X, r, method = _check(W, X, k, method, max_sweeps)
     if method == "exact":
         return _exact(W, X, k, r)
-    if method == "greedy":
-        return _greedy(W, X, k, r, max_sweeps)
-    raise ValueError(f"method must be 'exact' or 'greedy', got {method!r}")
+    return _greedy(W, X, k, r, max_sweeps)
 
 
 def _exact(W: Tensor, X: Tensor, k: int, r: int) -> Tensor:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import kernels
+from ..checks import check_entries
 from ..data import check_dtype
 from ..init import make_generator
 from ..registry import available_solvers, get_solver
@@ -118,8 +119,8 @@ def nnls_codes(
         Relative threshold under which a code entry counts as zero in the implicit
         backward (default 0 for ``"pg"``, 1e-4 for ``"mu"``, which never reaches 0).
     validate : bool
-        Check that x and W are nonnegative where the solver or loss needs it (a
-        host synchronisation; switch off under ``torch.func.vmap``).
+        Check that x and W are finite, and nonnegative where the solver or loss needs
+        it (one host synchronisation each; switch off under ``torch.func.vmap``).
 
     Returns
     -------
@@ -129,14 +130,17 @@ def nnls_codes(
     ------
     ValueError
         Bad option, W not 2-D or with a row count other than x's last dimension,
-        x and W on different devices, negative x or W where MU or KL needs
-        nonnegative data.
+        x and W on different devices, NaN or infinite entries, negative x or W where
+        MU or KL needs nonnegative data.
     TypeError
-        x and W of different dtypes, or not floating point.
+        x and W of different dtypes, not floating point, or sparse.
     """
     _check_options(backward, solver, loss, n_iter, l1, active_tol)
     if not isinstance(x, Tensor) or not isinstance(W, Tensor):
         raise TypeError(f"x and W must be torch tensors, got {type(x).__name__} and {type(W).__name__}")
+    for name, t in (("x", x), ("W", W)):
+        if t.layout != torch.strided:
+            raise TypeError(f"{name} must be a dense tensor, got layout {t.layout}")
     if W.dim() != 2:
         raise ValueError(f"W must be 2-D (m, r), got shape {tuple(W.shape)}")
     if x.dim() < 1 or x.shape[-1] != W.shape[0]:
@@ -146,13 +150,14 @@ def nnls_codes(
     if not x.is_floating_point() or x.dtype != W.dtype:
         raise TypeError(f"x must be floating point with W's dtype {W.dtype}, got {x.dtype}")
     solver_cls = get_solver(solver, family="nnls")
-    if validate and (solver_cls.needs_nonnegative or loss == "kl"):
+    if validate:
+        nonnegative = solver_cls.needs_nonnegative or loss == "kl"
         for name, t in (("x", x), ("W", W)):
-            if bool((t < 0).any()):
-                raise ValueError(
-                    f"{name} has negative entries (min {float(t.min()):.3g}); solver {solver!r} with loss "
-                    f"{loss!r} needs nonnegative data"
-                )
+            try:
+                check_entries(t.detach(), name, nonnegative=nonnegative)
+            except ValueError as exc:
+                why = f"; solver {solver!r} with loss {loss!r} needs nonnegative data" if "negative" in str(exc) else ""
+                raise ValueError(f"{exc}{why}") from None
     batch_shape = x.shape[:-1]
     x2 = x.reshape(-1, W.shape[0])
     solve = functools.partial(solver_cls.solve, n_iter=n_iter, loss=loss, l1=float(l1))

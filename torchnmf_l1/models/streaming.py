@@ -29,7 +29,7 @@ from ..blocks import BlockSource, as_block_source, block_size_for_budget
 from ..checkpoint import CheckpointedSolver, load_checkpoint, restore_rng
 from ..data import check_factor
 from ..exceptions import NotFittedError
-from ..fit import FitResult
+from ..fit import FitOptions, FitResult
 from ..init import make_generator, random_init_blocks
 from ..params import Anything, Boolean, Integer, Number, OneOf, Param, Registered, check_params
 from ..problem import FactorState, Penalties, StreamingProblem
@@ -182,6 +182,9 @@ class StreamingNMF(FactorModule):
             See :class:`torchnmf_l1.fit.FitOptions` (one iteration is one pass over X;
             defaults: 100 iterations, tol 1e-4, a check every iteration).
         """
+        check_params(self.fit_hyperparameters, dict(checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume),
+                     "StreamingNMF.fit")
+        FitOptions.from_kwargs(fit_options, owner="StreamingNMF.fit")  # before max_iter is counted on
         source = as_block_source(X, shape)
         keeps_H = self.solver_cls.keeps_H
         if source.shape is None and (W is None or (keeps_H and H is None)):
@@ -223,8 +226,10 @@ class StreamingNMF(FactorModule):
                 return CheckpointedSolver(solver, checkpoint, every=checkpoint_every, shape=lambda: source.shape,
                                           rank=self.rank, start_iteration=done, generator=generator)
         fit_options = dict(fit_options)
-        if "max_iter" in fit_options or done:
-            fit_options["max_iter"] = max(fit_options.get("max_iter", self.solver_cls.fit_defaults.max_iter) - done, 0)
+        if fit_options.get("max_iter") is not None or done:
+            max_iter = fit_options.get("max_iter")
+            max_iter = self.solver_cls.fit_defaults.max_iter if max_iter is None else max_iter
+            fit_options["max_iter"] = max(max_iter - done, 0)
         result, output = self._run_solver("streaming", self.solver, problem, FactorState(W0, H0), self.solver_options,
                                           fit_options, wrap=wrap)
         result.extra.update(block_size=block_size, resumed_from=done)

@@ -172,8 +172,6 @@ class StreamingHALS(_StreamingBase):
         if update_H:
             WtW = kernels.gram(self.W)
         for start, stop, X_j in self._blocks():
-            if first and bool(X_j.min() < 0):  # setup pass only: one read per block
-                raise ValueError(f"X must be nonnegative, found a negative entry in columns [{start}:{stop}]")
             H_view = self.H[:, start:stop]
             H_j = H_view.to(self.device, copy=H_view.device != self.device)
             A = None
