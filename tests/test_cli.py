@@ -342,3 +342,30 @@ def test_info_lists_variables_and_list_shows_each_models_keys(tmp_path, capsys):
     assert "snap" in cat["models"]["dictionary_cp"]["keys"] and "snap" not in cat["models"]["cp"]["keys"]
     assert "loss" in cat["models"]["nmf"]["keys"] and "loss" not in cat["models"]["separable"]["keys"]
     assert sorted(cat["models"]["separable"]["solvers"]) == sorted(__import__("torchnmf_l1").available_solvers("separable"))
+
+
+def test_figures_say_what_they_show():
+    pytest.importorskip("matplotlib")
+    from torchnmf_l1.io import plots
+
+    rng = np.random.default_rng(0)
+    W, H = rng.random((20, 3)) * [1.0, 10.0, 100.0], rng.random((3, 6 * 5))
+    Wn, Hn = plots.normalise_endmembers(W, H)
+    np.testing.assert_allclose(Wn.max(axis=0), 1.0)
+    np.testing.assert_allclose(Wn @ Hn, W @ H)  # the product is unchanged
+    fig = plots.plot_spectra(W, None)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "W[:, k] / max W[:, k]"
+    assert all(np.isclose(line.get_ydata().max(), 1.0) for line in ax.get_lines())
+    assert plots.plot_spectra(W, None, normalise=False).axes[0].get_ylabel() == "W[:, k] (units of X)"
+    fig = plots.plot_abundances(Hn, (6, 5), None)
+    images = [a.get_images()[0] for a in fig.axes if a.get_images()]
+    assert len(images) == 3 and len({im.get_clim() for im in images}) == 1  # one color scale
+    assert images[0].get_clim() == (0.0, Hn.max())
+    assert len(fig.axes) == 6  # a colorbar beside each map
+    assert [a.get_title() for a in fig.axes if a.get_images()] == ["component 1", "component 2", "component 3"]
+    own = plots.plot_abundances(Hn, (6, 5), None, shared_scale=False)
+    assert len({a.get_images()[0].get_clim() for a in own.axes if a.get_images()}) == 3
+    words = plots.plot_top_words(rng.random((8, 2)), None, vocabulary=list("abcdefgh"), n_words=3, title="classes: x, y")
+    assert words._suptitle.get_text() == "classes: x, y"
+    assert [t.get_text() for t in words.axes[0].get_yticklabels()] and words.axes[0].get_xlabel() == "weight / max"

@@ -283,8 +283,8 @@ def _figures(folder: Path, ds, W, H, result, config: dict, wanted: list[str]) ->
             if result is None or not getattr(result, "objective", None):
                 continue
             plots.plot_convergence(result.iterations, result.objective, path, title=f"{result.solver}: objective")
-        elif name == "abundances":
-            plots.plot_abundances(H, ds.image_shape, path, order=ds.order)
+        elif name == "abundances":  # in X's units: the spectra scaled to max 1, H the other way
+            plots.plot_abundances(plots.normalise_endmembers(W, H)[1], ds.image_shape, path, order=ds.order)
         elif name == "basis":
             plots.plot_basis_images(W, ds.image_shape, path, order=ds.order)
         elif name == "spectra":
