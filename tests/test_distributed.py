@@ -57,8 +57,8 @@ def launch(world, out_dir, mode, timeout=60):
 SINGLE_PROCESS = {
     "frobenius": dict(solver="hals", alpha=0, scale_init=False),
     "kl": dict(loss="kl", solver="mu"),
-    "l1": dict(loss="l1", solver="scd"),
-    "wl1": dict(loss="wl1", zero_weight=0.3, l1_reg_W=0.05, l1_reg_H=0.02, solver="scd"),
+    "l1": dict(loss="l1", solver="scd", order="HW", safeguard="exact"),  # the data-parallel sCD: H then W, exact
+    "wl1": dict(loss="wl1", zero_weight=0.3, l1_reg_W=0.05, l1_reg_H=0.02, solver="scd", order="HW", safeguard="exact"),
 }
 
 

@@ -116,10 +116,16 @@ def test_l1_init_scaling_and_balance():
     X = _sparse_problem(20, 15, 0.5, seed=9)
     data = prepare_data(X)
     W, H = l1_init(data, 4, generator=make_generator(0, "cpu"), hals_iter=0)
-    torch.testing.assert_close((W @ H).sum(), torch.tensor(X.sum(), dtype=W.dtype), msg="sum(WH) != sum(X)")
-    torch.testing.assert_close(W.sum(0), H.sum(1), msg="column sums of W != row sums of H")
-    W5, H5 = l1_init(data, 4, generator=make_generator(0, "cpu"), hals_iter=5)
     Xd = torch.from_numpy(X.toarray())
+    # least-squares scaled: no multiple of WH fits X better in the Frobenius norm
+    WH = W @ H
+    torch.testing.assert_close((Xd * WH).sum(), (WH * WH).sum(), msg="<X, WH> != ||WH||^2")
+    torch.testing.assert_close(W.sum(0), H.sum(1), msg="column sums of W != row sums of H")
+    # the same uniform draws as the generator gives, up to the scaling and balancing
+    g = make_generator(0, "cpu")
+    W_raw, H_raw = torch.rand(20, 4, generator=g, dtype=W.dtype), torch.rand(4, 15, generator=g, dtype=W.dtype)
+    torch.testing.assert_close(W / W.sum(0), W_raw / W_raw.sum(0))
+    W5, H5 = l1_init(data, 4, generator=make_generator(0, "cpu"), hals_iter=5)
     assert float(torch.linalg.norm(Xd - W5 @ H5)) < float(torch.linalg.norm(Xd - W @ H)), "HALS steps did not help"
 
 

@@ -142,24 +142,34 @@ def initialize(
 
 @register_init("l1-init")
 def l1_init(
-    data: Data, rank: int, *, generator: torch.Generator, hals_iter: int = 10, **_
+    data: Data, rank: int, *, generator: torch.Generator, hals_iter: int = 10, tol: float = 1e-6, **_
 ) -> tuple[Tensor, Tensor]:
-    r"""The reference initialisation of L1-NMF: random, scaled, balanced, then a few HALS iterations.
+    r"""The start of L1-NMF in its authors' experiments: random, least-squares scaled, balanced,
+    then a few Frobenius HALS iterations.
 
     1. W, H uniform in [0, 1);
-    2. one scaling so that :math:`\sum_{ij}(WH)_{ij} = \sum_{ij} X_{ij}`
-       (:math:`\sum WH = \sum_k (\sum_i W_{ik})(\sum_j H_{kj})`, no m x n product);
+    2. W scaled by the least-squares factor :math:`lpha = \langle XH^T, W
+angle /
+       \langle HH^T, W^TW
+angle` (the best multiple of WH for X in the Frobenius norm);
     3. balancing: :math:`W_{:k} \leftarrow d_k W_{:k}`, :math:`H_{k:} \leftarrow H_{k:}/d_k`
-       with :math:`d_k = \sqrt{\|H_{k:}\|_1 / \|W_{:k}\|_1}`, so the column sums of W equal
-       the row sums of H;
-    4. ``hals_iter`` iterations of Frobenius NMF by HALS (:func:`kernels.hals_nnls_`, one
-       sweep per factor), on sparse X through its support only.
+       with :math:`d_k = \sqrt{\|H_{k:}\|_1 / \|W_{:k}\|_1}`, so that the column sums of W
+       equal the row sums of H;
+    4. up to ``hals_iter`` iterations of Frobenius NMF by HALS (W then H, one sweep each:
+       :func:`kernels.hals_nnls_`; on sparse X through its support only), stopped early when
+       :math:`\|X - WH\|_F^2 / (\sum X \max X)` decreases by less than ``tol`` in an
+       iteration (the authors' :math:`\|X - WH\|_F^2 / \sum X` for their data, of max 1,
+       made independent of the scale of X).
 
-    Overridable: pass ``init=`` another registered name to the model, or call this
-    function with another ``hals_iter`` and give the result as ``init="custom"``.
+    This is the start of Seraghiti, Gillis et al.'s scripts (their Table 7.1), with the
+    same early stop as their Frobenius NMF. Overridable: pass ``init=`` another registered
+    name to the model, or call this function with another ``hals_iter`` and give the
+    result as ``init="custom"``.
 
     References
     ----------
+    G. Seraghiti, N. Gillis et al., "Weighted L1 NMF for data with false zeros",
+    arXiv 2603.29715 (code: github.com/giovanniseraghiti/wL1-NMF).
     N. Gillis, *Nonnegative Matrix Factorization*, SIAM, 2020.
     """
     m, n = data.shape
@@ -167,20 +177,31 @@ def l1_init(
     W = torch.rand(m, rank, **like)
     H = torch.rand(rank, n, **like)
     tiny = torch.finfo(data.dtype).tiny
-    total_wh = torch.sum(W.sum(0) * H.sum(1))
-    W.mul_(kernels.data_sum(data.X) / total_wh.clamp_min(tiny))
+    XHt = kernels.x_ht(data.X, H, data.X_t)
+    alpha = (XHt * W).sum() / (kernels.gram(H, transpose=True) * kernels.gram(W)).sum().clamp_min(tiny)
+    W.mul_(alpha)
     d = torch.sqrt(H.sum(1) / W.sum(0).clamp_min(tiny))
     W.mul_(d)
     H.div_(d.clamp_min(tiny).unsqueeze(1))
     data_t = data.T
+    values = data.values if data.sparse else data.X
+    total = (kernels.data_sum(data.X) * (values.amax() if values.numel() else 0.0)).clamp_min(tiny)
     Wt = W.mT.contiguous()
+
+    def scaled_error():  # ||X - WH||_F^2 / (sum(X) max(X)), the authors' Frobenius objective for max X = 1
+        return float(2 * kernels.frobenius_loss(data.X, Wt.mT, H, data.support) / total)
+
+    previous = scaled_error() if tol > 0 and hals_iter > 0 else None
     for _ in range(hals_iter):
         A = kernels.wt_x(H.mT, data_t.X, data_t.X_t)
-        kernels.hals_nnls_(Wt, A, kernels.gram(H, transpose=True), max_sweeps=1, delta=0.0, keep_rows_positive=True)
+        kernels.hals_nnls_(Wt, A, kernels.gram(H, transpose=True), max_sweeps=1, delta=0.0)
         W = Wt.mT
-        kernels.hals_nnls_(
-            H, kernels.wt_x(W, data.X, data.X_t), kernels.gram(W), max_sweeps=1, delta=0.0, keep_rows_positive=True
-        )
+        kernels.hals_nnls_(H, kernels.wt_x(W, data.X, data.X_t), kernels.gram(W), max_sweeps=1, delta=0.0)
+        if previous is not None:  # the early stop reads the device once per iteration (an initialisation, not a step)
+            current = scaled_error()
+            if previous - current < tol:
+                break
+            previous = current
     return Wt.mT.contiguous(), H
 
 

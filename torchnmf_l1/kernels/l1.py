@@ -15,6 +15,14 @@ median, clamped at 0 (:func:`~torchnmf_l1.kernels.weighted_median`). Given F the
 of G are independent, so row p of G is updated for all columns in one batched call, p = 1..r
 in turn, and the residual is updated after each row. No function here reads the device.
 
+Safeguards (Seraghiti, Gillis et al.'s code; the L1 solvers' default, ``safeguard="paper"``):
+given ``weight_floor`` and ``value_floor``, the weights at or below ``weight_floor`` are
+dropped from the median, a coordinate left with no weight gets 0, and a median is raised
+to at least ``value_floor``. An entry is then never exactly zero while it has weight, so
+the entries of the other factor that it weighs keep being updated (without the floor, an
+H row zeroed by one sweep freezes the matching column of W for good). Without them
+(None) each step is the exact minimiser, and a coordinate with no weight keeps its value.
+
 A batch of B problems is one problem of B times as many segments: the support of the
 block-diagonal X (sparse sweep), or the (B, L, S) dense residual; only the collapsed-zero
 weight needs each problem's own column sums of F.
@@ -57,6 +65,8 @@ def sparse_l1_sweep_(
     median=None,
     batch: int | None = None,
     active: Tensor | None = None,
+    weight_floor: Tensor | None = None,
+    value_floor: Tensor | None = None,
 ) -> Tensor:
     r"""One exact coordinate-descent sweep over the rows of G (r x S), in place, on the support of X.
 
@@ -87,6 +97,8 @@ def sparse_l1_sweep_(
         B, for a block-diagonal batch: segments and rows of F come in B equal blocks.
     active : Tensor of bool, shape (B,), optional
         Problems to update (a converged problem keeps its G).
+    weight_floor, value_floor : Tensor, 0-dim or (B,), optional
+        The safeguards of the module docstring (both or neither), per problem for a batch.
 
     Returns
     -------
@@ -98,6 +110,11 @@ def sparse_l1_sweep_(
     column_sums = F.sum(0) if batch is None else F.reshape(batch, -1, r).sum(1)  # (r,) or (B, r)
     tiny = torch.finfo(F.dtype).tiny
     keep = None if active is None else _per_segment(active, batch, S)
+    guarded = weight_floor is not None
+    if guarded:
+        weight_floor_s = _per_segment(weight_floor, batch, S)
+        value_floor_s = _per_segment(value_floor, batch, S)
+        weight_floor_k = weight_floor_s if weight_floor_s.dim() == 0 else weight_floor_s.index_select(0, segments)
     for p in range(r):
         w = F[:, p].index_select(0, other)
         g = G[p]
@@ -109,7 +126,14 @@ def sparse_l1_sweep_(
         extra = (zero_weight * (total - on_support)).clamp_min(0)
         if l1:
             extra = extra + l1
-        new = median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
+        if guarded:
+            w_kept = torch.where(w > weight_floor_k, w, 0.0)
+            extra = torch.where(extra > weight_floor_s, extra, 0.0)
+            kept = torch.segment_reduce(w_kept, "sum", offsets=offsets) if w.numel() else w.new_zeros(S)
+            new = median(b, w_kept, offsets, extra_weight=extra, default=torch.zeros_like(g), layout=layout)
+            new = torch.where(kept + extra > 0, torch.maximum(new, value_floor_s), 0.0)
+        else:
+            new = median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
         if keep is not None:
             new = torch.where(keep, new, g)
         R = a - w * new.index_select(0, segments)
@@ -118,9 +142,18 @@ def sparse_l1_sweep_(
 
 
 def dense_l1_sweep_(
-    G: Tensor, F: Tensor, R: Tensor, Z: Tensor | None, *, l1: float = 0.0, active: Tensor | None = None
+    G: Tensor, F: Tensor, R: Tensor, zeros: Tensor | None, *, zero_weight: float = 1.0, l1: float = 0.0,
+    active: Tensor | None = None, weight_floor: Tensor | None = None, value_floor: Tensor | None = None,
 ) -> None:
     r"""One exact coordinate-descent sweep over the rows of G for dense data, in place.
+
+    The terms are those of :func:`sparse_l1_sweep_`: one breakpoint per nonzero of X, and
+    the zeros of X collapsed into one breakpoint at 0 of weight ``zero_weight`` times their
+    part of F's column (in exact arithmetic a zero's own breakpoint
+    :math:`-\sum_{l 
+e p} F_{il} G_{lj} / F_{ip}` is <= 0, hence equivalent; computed, round-off
+    can push it above 0 and make a dense sweep drift from the sparse one). So this sweep
+    and the sparse one take the same steps on the same data, dense temporaries aside.
 
     Parameters
     ----------
@@ -128,26 +161,52 @@ def dense_l1_sweep_(
     F : Tensor, shape (L, r) or (B, L, r)
     R : Tensor, shape (L, S) or (B, L, S)
         The dense residual X - F G, updated in place.
-    Z : Tensor like R, optional
-        The per-entry weight (1 on nonzeros, :math:`\lambda` on zeros; None for all ones).
+    zeros : Tensor of bool like R, optional
+        True where X is zero (None: X has no zeros).
+    zero_weight : float
+        :math:`\lambda`, the weight of the zeros (1 for plain L1-NMF).
     active : Tensor of bool, shape (B,), optional
         Problems to update.
+    weight_floor, value_floor : Tensor, 0-dim or (B,), optional
+        The safeguards of the module docstring (both or neither).
     """
     tiny = torch.finfo(F.dtype).tiny
     batched = G.dim() == 3
     r, S = G.shape[-2], G.shape[-1]
     count = G.shape[0] * S if batched else S
-    extra = G.new_full((count,), l1) if l1 else None
     keep = None if active is None else active.unsqueeze(1).expand(-1, S).reshape(count)
+    guarded = weight_floor is not None
+    if guarded:  # per column of the (L, count) layout
+        weight_floor_c = weight_floor.unsqueeze(1).expand(-1, S).reshape(count) if weight_floor.dim() else weight_floor
+        value_floor_c = value_floor.unsqueeze(1).expand(-1, S).reshape(count) if value_floor.dim() else value_floor
+    nonzero = None if zeros is None else ~zeros
     for p in range(r):
         f = F[..., p : p + 1]  # (L, 1) or (B, L, 1)
         g = G[..., p, :]  # (S,) or (B, S)
         a = R + f * g.unsqueeze(-2)
         b = torch.where(f > 0, a / f.clamp_min(tiny), 0.0)
-        w = f.expand_as(a) if Z is None else f * Z
+        if nonzero is None:
+            w = f.expand_as(a)
+            extra = None
+        else:
+            w = torch.where(nonzero, f, 0.0)
+            # as the sparse sweep computes it: the column's total minus its part on the support
+            extra = (zero_weight * (f.sum(-2) - w.sum(-2))).clamp_min(0)  # (S,) or (B, S)
+        if l1:
+            extra = extra + l1 if extra is not None else a.new_full(g.shape, l1)
         if batched:  # one dense layout of B S problems of L terms each
             b, w = (t.transpose(0, 1).reshape(t.shape[1], count) for t in (b, w))
-        new = weighted_median(b, w, extra_weight=extra, default=g.reshape(count))
+        if extra is not None:
+            extra = extra.reshape(count)
+        if guarded:
+            w = torch.where(w > weight_floor_c, w, 0.0)
+            if extra is not None:
+                extra = torch.where(extra > weight_floor_c, extra, 0.0)
+            weight = w.sum(0) if extra is None else w.sum(0) + extra
+            new = weighted_median(b, w, extra_weight=extra, default=torch.zeros_like(g).reshape(count))
+            new = torch.where(weight > 0, torch.maximum(new, value_floor_c), 0.0)
+        else:
+            new = weighted_median(b, w, extra_weight=extra, default=g.reshape(count))
         if keep is not None:
             new = torch.where(keep, new, g.reshape(count))
         new = new.view_as(g)

@@ -41,16 +41,73 @@ from torch import Tensor
 from .. import kernels
 from ..data import Data, block_diagonal
 from ..kernels.weighted_median import segment_layout
+from ..params import Choice, Param
 from ..registry import register_solver
 from .base import NMFSolver
 
 __all__ = ["SparseL1CD", "DenseL1CD", "SparseL1State"]
 
 
+#: relative to sqrt(max X) per problem, the scale of a factor entry: 1e-14 and 1e-12 are
+#: the absolute thresholds of the authors' code, whose data have max X = 1
+WEIGHT_FLOOR, VALUE_FLOOR = 1e-14, 1e-12
+
+L1_OPTIONS = {
+    "order": Param("WH", Choice("WH", "HW"), "update order per iteration: W then H (the authors' code) or H then W"),
+    "safeguard": Param(
+        "paper", Choice("paper", "exact"),
+        "'paper': weights <= 1e-14 s dropped, medians raised to >= 1e-12 s (s = sqrt(max X)), no weight -> 0, as "
+        "the authors' code; 'exact': the exact minimiser, a coordinate with no weight keeps its value",
+    ),
+    "stopping": Param(
+        "relative", Choice("relative", "paper"),
+        "'relative': the fit loop's rule on the relative decrease; 'paper': stop when objective / sum(X) decreases "
+        "by less than tol between two checks (an increase stops too), as the authors' code",
+    ),
+}
+
+
 class _L1Base(NMFSolver):
     losses = frozenset({"l1", "wl1"})
-    options: ClassVar[dict] = {}
+    options: ClassVar[dict] = L1_OPTIONS
     default_init: ClassVar[str] = "l1-init"
+
+    def __init__(self, problem, state, **options):
+        super().__init__(problem, state, **options)
+        self.order = self.config["order"]
+        self.weight_floor = self.value_floor = None
+        if self.config["safeguard"] == "paper":
+            scale = _problem_max(problem.data).sqrt()
+            self.weight_floor, self.value_floor = WEIGHT_FLOOR * scale, VALUE_FLOOR * scale
+        self._total = None
+        self._previous_ratio = None
+        self._initial_ratio = None
+
+    def _start_stopping(self) -> None:
+        """The objective / sum(X) of the start, for the first check of ``stopping="paper"``
+        (called once the subclass can evaluate its objective; no host read)."""
+        if self.config["stopping"] == "paper":
+            self._total = self.problem.data.sum().clamp_min(torch.finfo(self.problem.data.dtype).tiny)
+            self._initial_ratio = self.objective() / self._total
+
+    def step(self) -> None:
+        if self.order == "WH":
+            self._update_W()
+            self._update_H()
+        else:
+            self._update_H()
+            self._update_W()
+
+    def at_check(self, tol: float):
+        """With ``stopping="paper"``: done when objective / sum(X) fell by less than ``tol``
+        since the last check (the authors' rule, checked every iteration by default)."""
+        if self.config["stopping"] != "paper":
+            return None
+        ratio = (self.objective() / self._total).reshape(-1).tolist()
+        previous, self._previous_ratio = self._previous_ratio, ratio
+        if previous is None:
+            previous = self._initial_ratio.reshape(-1).tolist()
+        return [p - c < tol for p, c in zip(previous, ratio)]
 
     @classmethod
     def check_problem(cls, problem) -> None:
@@ -109,23 +166,37 @@ class SparseL1State:
         """Recompute the residual on the support from the stacked factors, e.g. after a resume."""
         self.R = self.data.values - kernels.wh_on_support(Wt.mT, Hs, self.data.rows, self.data.cols)
 
-    def sweep_H_(self, Wt: Tensor, Hs: Tensor, *, zero_weight: float, l1: float = 0.0, active=None) -> None:
-        """One sweep over the rows of H (stacked, r x S), in place."""
+    def sweep_H_(self, Wt: Tensor, Hs: Tensor, *, zero_weight: float, l1: float = 0.0, median=None, active=None,
+                 **floors) -> None:
+        """One sweep over the rows of H (stacked, r x S), in place; ``floors``: the
+        ``weight_floor`` and ``value_floor`` of :func:`~torchnmf_l1.kernels.sparse_l1_sweep_`."""
         d, dt = self.data, self.data_t
         Rt = kernels.sparse_l1_sweep_(
             Hs, Wt.mT, self.R[d.perm_t], dt.rows, dt.cols, self.offsets_t, zero_weight=zero_weight, l1=l1,
-            layout=self.layout_t, batch=self.batch, active=active,
+            layout=self.layout_t, median=median, batch=self.batch, active=active, **floors,
         )
         self.R = Rt[dt.perm_t]
 
-    def sweep_W_(self, Wt: Tensor, Hs: Tensor, *, zero_weight: float, l1: float = 0.0, median=None, active=None) -> None:
+    def sweep_W_(self, Wt: Tensor, Hs: Tensor, *, zero_weight: float, l1: float = 0.0, median=None, active=None,
+                 **floors) -> None:
         """One sweep over the columns of W (the rows of the stacked W^T, r x L), in place;
-        ``median`` as in :func:`~torchnmf_l1.kernels.sparse_l1_sweep_`."""
+        ``median`` and ``floors`` as in :func:`~torchnmf_l1.kernels.sparse_l1_sweep_`."""
         d = self.data
         self.R = kernels.sparse_l1_sweep_(
             Wt, Hs.mT, self.R, d.rows, d.cols, self.offsets, zero_weight=zero_weight, l1=l1, layout=self.layout,
-            median=median, batch=self.batch, active=active,
+            median=median, batch=self.batch, active=active, **floors,
         )
+
+
+def _problem_max(data: Data) -> Tensor:
+    """max X per problem: 0-dim, or (B,) for a batch (replicates of one X: 0-dim)."""
+    if data.sparse:
+        offsets = getattr(data, "offsets", None)
+        if data.batch is not None and offsets is not None:
+            return torch.segment_reduce(data.values, "max", offsets=offsets, initial=0.0)
+        return data.values.amax() if data.values.numel() else data.values.new_zeros(())
+    X = data.X
+    return X.amax(dim=(-2, -1)) if X.dim() == 3 else X.amax()
 
 
 def _stacked_views(state, batch: int | None) -> tuple[Tensor, Tensor]:
@@ -158,13 +229,20 @@ class SparseL1CD(_L1Base):
         self.lam = float(problem.loss.zero_weight)
         self.Wt, self.Hs = _stacked_views(state, problem.batch)
         self.l1_state = SparseL1State(problem.data, self.Wt, self.Hs)
+        self._start_stopping()
 
-    def step(self) -> None:
-        pen = self.problem.penalties
+    def _floors(self) -> dict:
+        return {"weight_floor": self.weight_floor, "value_floor": self.value_floor}
+
+    def _update_H(self) -> None:
         if self.update_H:
-            self.l1_state.sweep_H_(self.Wt, self.Hs, zero_weight=self.lam, l1=pen.l1_H, active=self.active)
+            self.l1_state.sweep_H_(self.Wt, self.Hs, zero_weight=self.lam, l1=self.problem.penalties.l1_H,
+                                   active=self.active, **self._floors())
+
+    def _update_W(self) -> None:
         if self.update_W:
-            self.l1_state.sweep_W_(self.Wt, self.Hs, zero_weight=self.lam, l1=pen.l1_W, active=self.active)
+            self.l1_state.sweep_W_(self.Wt, self.Hs, zero_weight=self.lam, l1=self.problem.penalties.l1_W,
+                                   active=self.active, **self._floors())
 
 
 @register_solver("cd-l1", family="nmf")
@@ -176,18 +254,21 @@ class DenseL1CD(_L1Base):
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
         X = problem.data.X
-        lam = float(problem.loss.zero_weight)
+        self.lam = float(problem.loss.zero_weight)
         self.Wt = state.W.mT.contiguous()
         state.W = self.Wt.mT
-        self.Z = None if lam == 1.0 else torch.where(X != 0, 1.0, lam).to(X.dtype)
         self.R = X - self.W @ self.H  # (B, m, n) also for replicates of a shared X
-        if self.Z is not None and self.Z.dim() < self.R.dim():
-            self.Z = self.Z.expand_as(self.R)
+        self.zeros = (X == 0).expand_as(self.R)
+        self._start_stopping()
 
-    def step(self) -> None:
-        pen = self.problem.penalties
+    def _update_H(self) -> None:
         if self.update_H:
-            kernels.dense_l1_sweep_(self.H, self.W, self.R, self.Z, l1=pen.l1_H, active=self.active)
+            kernels.dense_l1_sweep_(self.H, self.W, self.R, self.zeros, zero_weight=self.lam,
+                                    l1=self.problem.penalties.l1_H, active=self.active,
+                                    weight_floor=self.weight_floor, value_floor=self.value_floor)
+
+    def _update_W(self) -> None:
         if self.update_W:
-            Zt = None if self.Z is None else self.Z.mT
-            kernels.dense_l1_sweep_(self.Wt, self.H.mT, self.R.mT, Zt, l1=pen.l1_W, active=self.active)
+            kernels.dense_l1_sweep_(self.Wt, self.H.mT, self.R.mT, self.zeros.mT, zero_weight=self.lam,
+                                    l1=self.problem.penalties.l1_W, active=self.active,
+                                    weight_floor=self.weight_floor, value_floor=self.value_floor)
