@@ -84,6 +84,10 @@ def test_the_reference_order_matters():
     model = NMF(4, loss="l1", solver="scd", order="HW", dtype=torch.float64)
     model.fit(X, W=W0, H=H0, max_iter=2, tol=0)
     assert not np.allclose(model.W.detach().numpy(), W_ref, rtol=1e-6)
+    for order in ("WH", "wh"):  # the order named explicitly, in either case, is the paper's
+        model = NMF(4, loss="l1", solver="scd", order=order, dtype=torch.float64)
+        model.fit(X, W=W0, H=H0, max_iter=2, tol=0)
+        np.testing.assert_allclose(model.W.detach().numpy(), W_ref, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros, lam", [(0.25, 1.0), (0.8, 0.3), (0.8, 1.0)])

@@ -74,7 +74,7 @@ class _L1Base(NMFSolver):
 
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
-        self.order = self.config["order"]
+        self.order = self.config["order"].upper()  # Choice stores strings lower-case
         self.weight_floor = self.value_floor = None
         if self.config["safeguard"] == "paper":
             scale = _problem_max(problem.data).sqrt()
