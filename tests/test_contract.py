@@ -242,7 +242,16 @@ def test_contract(family, name, dtype):
         assert isinstance(output.extra, dict)
         if "relative_error" in output.extra:
             err = np.asarray(output.extra["relative_error"], dtype=float)
-            assert np.all((err >= 0) & (err < 1)), f"{label}: relative_error must be a fraction, got {err}"
+            if family == "nmf":  # exactly ||X - WH||_F / ||X||_F of the factors returned (a fraction, not a percentage)
+                X = problem.data.X.to_dense().double() if problem.data.sparse else problem.data.X.double()
+                W, H = output.factors["W"].double(), output.factors["H"].double()
+                if problem.batch is None:
+                    expected = float(torch.linalg.norm(X - W @ H) / torch.linalg.norm(X))
+                else:
+                    expected = (torch.linalg.vector_norm(X - W @ H, dim=(-2, -1)) / torch.linalg.vector_norm(X, dim=(-2, -1))).numpy()
+                np.testing.assert_allclose(err, expected, rtol=1e-3 if dtype == torch.float32 else 1e-8, err_msg=label)
+            else:
+                assert np.all((err >= 0) & (err < 1)), f"{label}: relative_error must be a fraction, got {err}"
 
 
 @pytest.mark.parametrize("family,name", _all_solvers())

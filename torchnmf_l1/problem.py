@@ -48,6 +48,7 @@ _LOSS_FUNCTIONS: dict[str, Callable[[Loss, Data, Tensor, Tensor], Tensor]] = {
     "beta": lambda loss, d, W, H: kernels.beta_divergence(d.X, W, H, loss.beta, d.support),
     "l1": lambda loss, d, W, H: kernels.l1_loss(d.X, W, H, d.support),
     "wl1": lambda loss, d, W, H: kernels.weighted_l1_loss(d.X, W, H, loss.zero_weight, d.support),
+    "l21": lambda loss, d, W, H: kernels.l21_loss(d.X, W, H, d.support),
 }
 """Loss name -> ``f(loss, data, W, H)``: the loss of each problem (0-dim, or (B,))."""
 
@@ -102,6 +103,10 @@ def resolve_loss(loss: str = "frobenius", *, beta=None, zero_weight=None) -> Los
         return Loss("l1" if lam == 1.0 else "wl1", None, lam)
     if zero_weight is not None:
         raise ValueError(f"zero_weight is only used by the 'wl1' loss, got zero_weight={zero_weight!r} with loss {loss!r}")
+    if name == "l21":
+        if beta is not None:
+            raise ValueError(f"beta is only used by beta-divergence losses, got beta={beta!r} with loss {loss!r}")
+        return Loss("l21")
     if name == "beta":
         if beta is None:
             raise ValueError("loss 'beta' needs beta=, e.g. beta=1.5")

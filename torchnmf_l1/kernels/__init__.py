@@ -11,13 +11,13 @@ assignment on the host, :func:`h2nmf_clustering`) say where they do.
 
 from .elementwise import eps_like, normalize_columns, normalize_rows, project_nonneg_, safe_div
 from .linalg import truncated_svd
-from .mu import beta_mu_ratio_terms, mu_exponent, mu_update_, sparse_pattern_wt
+from .mu import beta_mu_ratio_terms, l21_column_weights, mu_exponent, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_, least_squares_start, nnls_columns
 from .momentum import MomentumState, accelerated_update
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_start, nnls_mu_step, nnls_objective, nnls_pg_step, nnls_stationarity
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
 from .weighted_median import selection_rounds, segment_layout, sort_segments, weighted_median, weighted_median_select
-from .l1 import dense_l1_sweep_, sparse_l1_sweep_
+from .l1 import dense_l1_sweep_, l1_subgradient_step_, smoothed_l1_steps_, sparse_l1_sweep_
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .ksparse import ksparse_nnls
 from .dictionary import atom_gap, atom_scores, match_atoms, proximal_weight, subspace_atoms
@@ -28,7 +28,9 @@ from .losses import (
     frobenius_loss,
     is_divergence,
     kl_divergence,
+    column_residual_norms,
     l1_loss,
+    l21_loss,
     relative_error,
     weighted_l1_loss,
 )
@@ -63,6 +65,11 @@ __all__ = [
     "data_sum",
     "dense_in_chunks",
     "dense_l1_sweep_",
+    "smoothed_l1_steps_",
+    "l1_subgradient_step_",
+    "l21_column_weights",
+    "l21_loss",
+    "column_residual_norms",
     "eps_like",
     "frobenius_loss",
     "frobenius_norm_sq",

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .weighted_median import weighted_median
 
-__all__ = ["sparse_l1_sweep_", "dense_l1_sweep_"]
+__all__ = ["sparse_l1_sweep_", "dense_l1_sweep_", "smoothed_l1_steps_", "l1_subgradient_step_"]
 
 
 def _per_segment(values: Tensor, batch: int | None, segments: int) -> Tensor:
@@ -212,3 +212,59 @@ e p} F_{il} G_{lj} / F_{ip}` is <= 0, hence equivalent; computed, round-off
         new = new.view_as(g)
         R.copy_(a - f * new.unsqueeze(-2))
         G[..., p, :] = new
+
+
+def smoothed_l1_steps_(G: Tensor, F: Tensor, X: Tensor, sigma: Tensor, steps: int, *, l1: float = 0.0) -> Tensor:
+    r"""``steps`` projected gradient steps on the Nesterov-smoothed L1 loss in G, in place.
+
+    .. math::
+        \min_{G \ge 0} \sum_{ij} h_{\sigma q_i}ig((FG - X)_{ij}ig) + \lambda^{(1)} \sum G,
+        \qquad q_i = \|F_{i:}\|_2,
+
+    with :math:`h_\mu` the Huber function of width :math:`\mu` (the smoothing of
+    :math:`|\cdot|` by its dual, :math:`\max_{|u| \le 1} u t - \mu u^2 / 2`): the gradient is
+    :math:`F^T U` with :math:`U = \mathrm{clip}((FG - X) / (\sigma q), -1, 1)`, and the step
+    :math:`1/L` with :math:`L = \sum_i q_i / \sigma`. Each step averages the last two iterates
+    first, :math:`Y = rac{2}{k+3} G_k + rac{k+1}{k+3} G_{k-1}`, as the NS method of
+    Seraghiti, Gillis et al.'s code does. X dense (m, n) or (B, m, n); F (m, r) or
+    (B, m, r); G (r, n) or (B, r, n); ``sigma`` a 0-dim or (B,) tensor.
+
+    Returns the residual FG - X of the last iterate.
+    """
+    q = torch.linalg.vector_norm(F, dim=-1, keepdim=True)  # (m, 1) or (B, m, 1)
+    sigma = sigma.view(-1, 1, 1) if sigma.dim() else sigma
+    lipschitz = (q.sum(dim=(-2, -1), keepdim=True) / sigma).clamp_min(torch.finfo(F.dtype).tiny)
+    if lipschitz.dim() > G.dim():
+        lipschitz = lipschitz.squeeze(0)
+    width = sigma * q
+    previous = G.clone()
+    for k in range(1, steps + 1):
+        Y = (2.0 / (k + 3)) * G + ((k + 1.0) / (k + 3)) * previous
+        residual = F @ Y - X
+        U = torch.where(width > 0, (residual / width.clamp_min(torch.finfo(F.dtype).tiny)).clamp(-1.0, 1.0), 0.0)
+        gradient = F.mT @ U
+        if l1:
+            gradient = gradient + l1
+        previous.copy_(G)
+        torch.clamp_min(Y - gradient / lipschitz, 0.0, out=G)
+    return F @ G - X
+
+
+def l1_subgradient_step_(W: Tensor, H: Tensor, X: Tensor, step: float, *, l1_W: float = 0.0, l1_H: float = 0.0) -> None:
+    r"""One projected subgradient step on :math:`\|X - WH\|_1` in W and H at once, in place.
+
+    With :math:`G = \mathrm{sign}(X - WH)` (0 where the residual is 0), the subgradients are
+    :math:`-G H^T` and :math:`-W^T G` (both at the current point), and
+    :math:`W \leftarrow \max(0, W - t(-GH^T + \lambda_W))`,
+    :math:`H \leftarrow \max(0, H - t(-W^TG + \lambda_H))` (the SUB method of Seraghiti,
+    Gillis et al.'s code, whose step t decays as :math:`eta/(k+1)`).
+    """
+    G = torch.sign(X - W @ H)
+    grad_W = -(G @ H.mT)
+    grad_H = -(W.mT @ G)
+    if l1_W:
+        grad_W = grad_W + l1_W
+    if l1_H:
+        grad_H = grad_H + l1_H
+    torch.clamp_min(W - step * grad_W, 0.0, out=W)
+    torch.clamp_min(H - step * grad_H, 0.0, out=H)

@@ -40,6 +40,8 @@ __all__ = [
     "beta_divergence",
     "l1_loss",
     "weighted_l1_loss",
+    "l21_loss",
+    "column_residual_norms",
     "relative_error",
     "dense_in_chunks",
 ]
@@ -229,6 +231,35 @@ def weighted_l1_loss(X: Tensor, W: Tensor, H: Tensor, zero_weight: float = 1.0, 
 def l1_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Component-wise L1 loss :math:`\sum_{ij} |X_{ij} - (WH)_{ij}|` (for W, H >= 0)."""
     return weighted_l1_loss(X, W, H, 1.0, support)
+
+
+def column_residual_norms(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
+    r""":math:`\|X_{:j} - (WH)_{:j}\|_2` for every column j: (n,), or (B, n) for a batch.
+
+    For sparse X from the support and :math:`\|(WH)_{:j}\|^2 = H_{:j}^T (W^T W) H_{:j}`, with
+    no dense m x n tensor; a dense X in blocks of problems as the other losses.
+    """
+    if not is_sparse(X):
+        return dense_in_chunks(lambda x, w, h: torch.linalg.vector_norm(x - w @ h, dim=-2), X, W, H)
+    s = _support(X, support)
+    wh = wh_on_support(W, H, s.rows, s.cols)
+    n = H.shape[-1]
+    B = W.shape[0] if W.dim() == 3 else 1
+    on_support = (s.values - wh).square() - wh.square()  # (x - wh)^2 replaces the wh^2 of the full product
+    sums = on_support.new_zeros(B * n).index_add_(0, s.cols, on_support)
+    model = ((gram(W) @ H) * H).sum(dim=-2)  # ||(WH)_{:j}||^2: (n,) or (B, n)
+    return (sums.reshape(model.shape) + model).clamp_min(0).sqrt()
+
+
+def l21_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
+    r"""L2,1 loss :math:`\sum_j \|X_{:j} - (WH)_{:j}\|_2`, robust to outlying columns (per problem).
+
+    References
+    ----------
+    D. Kong, C. Ding and H. Huang, "Robust nonnegative matrix factorization using
+    L21-norm", CIKM 2011.
+    """
+    return column_residual_norms(X, W, H, support).sum(dim=-1)
 
 
 def relative_error(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:

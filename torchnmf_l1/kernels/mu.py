@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .products import Support, chunk_size, gram, is_sparse, per_entry, relative_floor, wh_on_support, wt_x
 
-__all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "sparse_pattern_wt"]
+__all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "sparse_pattern_wt", "l21_column_weights"]
 
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -153,3 +153,16 @@ def mu_update_(
     if active is not None:
         ratio = torch.where(active.view(-1, 1, 1), ratio, 1.0)
     return H.mul_(ratio)
+
+
+def l21_column_weights(residual_norms: Tensor) -> Tensor:
+    r"""The weights :math:`d_j = 1 / \|X_{:j} - (WH)_{:j}\|_2` of the MU for the L2,1 loss
+    (Kong, Ding and Huang, 2011), each norm bounded below by ``eps * max`` of its problem's
+    (a column fitted exactly gets a large, finite weight): (n,) or (B, n) -> the same shape.
+
+    The MU are then those of a column-weighted Frobenius loss with D = diag(d):
+    :math:`W \leftarrow W \circ (X D H^T) / (W H D H^T)`, :math:`H \leftarrow H \circ (W^T X D) / (W^T W H D)`.
+    """
+    top = residual_norms.amax(dim=-1, keepdim=True)
+    floor = (torch.finfo(residual_norms.dtype).eps * top).clamp_min(torch.finfo(residual_norms.dtype).tiny)
+    return residual_norms.clamp_min(floor).reciprocal()

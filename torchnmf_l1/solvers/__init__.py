@@ -6,6 +6,7 @@ Every class implements the contract of :class:`torchnmf_l1.solvers.base.Solver`.
 from .base import NMFSolver, Solver, SolverOutput
 from .hals import AcceleratedHALS
 from .l1_cd import DenseL1CD, SparseL1CD
+from .l1_baselines import L21MultiplicativeUpdates, NesterovSmoothingL1, SubgradientL1
 from .mu import MultiplicativeUpdates
 from .separable import SeparableSolver, Subsampled
 from .fgnsr import FGNSR
@@ -23,6 +24,9 @@ __all__ = [
     "MultiplicativeUpdates",
     "SparseL1CD",
     "DenseL1CD",
+    "NesterovSmoothingL1",
+    "SubgradientL1",
+    "L21MultiplicativeUpdates",
     "SeparableSolver",
     "Subsampled",
     "FGNSR",
