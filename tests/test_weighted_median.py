@@ -247,3 +247,23 @@ def test_selection_rounds_are_enough_and_needed():
     assert float(weighted_median_select(share, rounds=selection_rounds(L + 1), **one_rank)[0]) == L - 1
     short = weighted_median_select(share, rounds=selection_rounds(L + 1) - 1, **one_rank)
     assert float(short[0]) == 7.5, "one round fewer leaves the median unfound (the default is returned)"
+
+
+def test_merged_buckets_give_the_same_medians():
+    # bucket_cost=0: one bucket per length class (the path of large problems); the default
+    # merges small buckets. Both must give the same medians, bit for bit.
+    from torchnmf_l1.kernels.weighted_median import segment_layout
+
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(0, 40, (300,), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    N = int(offsets[-1])
+    b = torch.randn(N, generator=g, dtype=torch.float64)
+    w = torch.rand(N, generator=g, dtype=torch.float64)
+    extra = torch.rand(300, generator=g, dtype=torch.float64)
+    split = segment_layout(offsets, extra=True, bucket_cost=0)
+    merged = segment_layout(offsets, extra=True)
+    assert len(split.buckets) > len(merged.buckets) >= 1
+    expected = weighted_median(b, w, offsets, extra_weight=extra)
+    for layout in (split, merged):
+        torch.testing.assert_close(weighted_median(b, w, offsets, extra_weight=extra, layout=layout), expected, rtol=0, atol=0)
