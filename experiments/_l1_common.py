@@ -88,3 +88,52 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+# ----------------------------------------------------------------------------- the paper's protocol
+# Seraghiti, Gillis et al., "Weighted L1 NMF for data with false zeros", arXiv 2603.29715;
+# the settings below are those of its scripts (github.com/giovanniseraghiti/wL1-NMF, tests/).
+
+def paper_start(X, rank: int, seed: int, *, hals_iter: int = 10, tol: float = 1e-6, dtype=torch.float64):
+    """The start of the paper's experiments: uniform W, H, least-squares scaled, balanced,
+    then ``hals_iter`` Frobenius HALS iterations (``tol``: the early stop of their FroNMF;
+    0 for the fixed 10 of Table 7.1). Our ``init="l1-init"``."""
+    from torchnmf_l1.data import prepare_data
+    from torchnmf_l1.init import l1_init, make_generator
+
+    data = prepare_data(X, dtype=dtype)
+    return l1_init(data, rank, generator=make_generator(seed, "cpu"), hals_iter=hals_iter, tol=tol)
+
+
+def salt_and_pepper(X, p: float, rng):
+    """The paper's MNIST noise: a share p of the nonzero pixels set to 0 and a share p of
+    the zero pixels set to 1 (exactly floor(p * count) of each, chosen at random)."""
+    import numpy as np
+
+    noisy = X.copy()
+    on, off = np.flatnonzero(X > 0), np.flatnonzero(X == 0)
+    noisy.flat[rng.permutation(on)[: int(p * on.size)]] = 0.0
+    noisy.flat[rng.permutation(off)[: int(p * off.size)]] = 1.0
+    return noisy
+
+
+def psnr(clean, approximation) -> float:
+    """10 log10(1 / mean squared error), for data in [0, 1]."""
+    import numpy as np
+
+    return float(10 * np.log10(1.0 / np.mean((clean - approximation) ** 2)))
+
+
+def load_mnist(count: int, seed: int):
+    """``count`` MNIST digits (784 x count, scaled to [0, 1]) drawn at random from
+    ../shared/data/mnist5k.mat, or None when the file is absent."""
+    import numpy as np
+    import scipy.io
+
+    path = SHARED_DATA / "mnist5k.mat"
+    if not path.exists():
+        return None
+    d = scipy.io.loadmat(path)
+    X = np.asarray(d["X"], dtype=np.float64) / 255.0
+    columns = np.random.default_rng(seed).permutation(X.shape[1])[:count]
+    return X[:, columns], np.asarray(d["labels"]).ravel()[columns]

@@ -4,14 +4,15 @@ r"""The baselines of the L1-NMF paper's comparisons (its Table 7.2 and Figures 7
   gradient steps on the L1 loss smoothed by its dual with width :math:`\sigma_k q_i`
   (:func:`torchnmf_l1.kernels.smoothed_l1_steps_`), the smoothing decreasing as
   :math:`\sigma_k = \sigma_0 / k` over the iterations.
-* ``"sub"``: projected subgradient, W and H at once, step :math:`\beta / (k + 1)`
+* ``"sub"``: projected subgradient, W and H at once, step :math:`t_0 / (k + 1)` (option ``step``, the
+  paper's :math:`\beta`)
   (:func:`torchnmf_l1.kernels.l1_subgradient_step_`).
 * ``"l21-mu"``: the multiplicative updates of Kong, Ding and Huang for the L2,1 loss
   :math:`\sum_j \|X_{:j} - (WH)_{:j}\|_2` (loss ``"l21"``): a column-reweighted Frobenius MU
   (:func:`torchnmf_l1.kernels.l21_column_weights`), non-increasing.
 
 Settings follow Seraghiti, Gillis et al.'s code (``sigma = 0.5``, 30 inner steps;
-``beta = 1e-3``), for data of max 1; here :math:`\sigma_0` is relative to
+``step = 1e-3``), for data of max 1; here :math:`\sigma_0` is relative to
 :math:`\sqrt{\max X}`, the scale of a factor entry, so that the iterates of ``c X`` are those
 of X scaled (the subgradient step is scale-free as it is). Dense X, one problem or a batch;
 no step reads the device.
@@ -109,7 +110,8 @@ class SubgradientL1(_Masked):
     losses = frozenset({"l1"})
     monotone = False
     options: ClassVar[dict] = {
-        "beta": Param(1e-3, Number(0, closed="neither"), "initial step beta; iteration k steps beta / (k + 1)"),
+        "step": Param(1e-3, Number(0, closed="neither"),
+                      "initial step (the paper's beta; a name NMF's beta-divergence takes); iteration k steps step / (k + 1)"),
     }
 
     def __init__(self, problem, state, **options):
@@ -122,7 +124,7 @@ class SubgradientL1(_Masked):
         pen = self.problem.penalties
         W_old = self.W.clone() if not self.update_W else None
         H_old = self.H.clone() if not self.update_H else None
-        kernels.l1_subgradient_step_(self.W, self.H, self.problem.data.X, self.config["beta"] / (self.iteration + 1),
+        kernels.l1_subgradient_step_(self.W, self.H, self.problem.data.X, self.config["step"] / (self.iteration + 1),
                                      l1_W=pen.l1_W, l1_H=pen.l1_H)
         if W_old is not None:
             self.W.copy_(W_old)
