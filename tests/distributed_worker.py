@@ -42,8 +42,18 @@ def problem_l1():
     return torch.where(outliers, 10 * X, X), W0, H0
 
 
+def problem_missing():
+    """The Frobenius problem with 30 % of the entries missing (NaN) and entry weights."""
+    X, W0, H0 = problem()
+    g = torch.Generator().manual_seed(2)
+    X = torch.where(torch.rand(M, N, generator=g) < 0.3, float("nan"), X)
+    weights = 0.5 + torch.rand(M, N, generator=g, dtype=torch.float64)
+    return X, W0, H0, weights
+
+
 # name -> (options of DistributedNMFSolver, problem); the L1 variants exercise the distributed weighted median
 VARIANTS = {
+    "frobenius-weighted": (dict(loss="frobenius"), problem_missing),
     "frobenius": (dict(loss="frobenius"), problem),
     "kl": (dict(loss="kl"), problem),
     "l1": (dict(loss="l1"), problem_l1),
@@ -58,8 +68,10 @@ def main(out_dir, mode):
     results = {}
     try:
         for name, (options, make_problem) in VARIANTS.items():
-            X, W0, H0 = make_problem()
+            X, W0, H0, *weights = make_problem()
             W, H = W0.clone(), H0[:, a:b].clone()
+            if weights:
+                options = dict(options, weights=weights[0][:, a:b].contiguous())
             solver = DistributedNMFSolver(X[:, a:b].contiguous(), W, H, **options)
             if mode == "die":
                 original = solver.step

@@ -196,7 +196,7 @@ def fitted_model():
     "X,kwargs,error,match",
     [
         (np.array([[1.0, -2.0], [0.5, 1.0]]), {}, ValueError, "negative entries"),
-        (np.array([[1.0, np.nan], [0.5, 1.0]]), {}, ValueError, "NaN or infinite"),
+        (np.array([[1.0, np.inf], [0.5, 1.0]]), {}, ValueError, "NaN or infinite"),  # NaN: missing (test_missing.py)
         (np.ones(8), {}, ValueError, "must be 2-D"),
         (np.ones((8, 7, 2, 2)), {}, ValueError, "4-D input"),
         (np.ones((0, 7)), {}, ValueError, "is empty"),

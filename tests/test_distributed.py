@@ -55,6 +55,7 @@ def launch(world, out_dir, mode, timeout=60):
 
 
 SINGLE_PROCESS = {
+    "frobenius-weighted": dict(solver="hals", scale_init=False),
     "frobenius": dict(solver="hals", alpha=0, scale_init=False),
     "kl": dict(loss="kl", solver="mu"),
     "l1": dict(loss="l1", solver="scd", order="HW", safeguard="exact"),  # the data-parallel sCD: H then W, exact
@@ -63,9 +64,10 @@ SINGLE_PROCESS = {
 
 
 def single_process(name):
-    X, W0, H0 = worker.VARIANTS[name][1]()
+    X, W0, H0, *weights = worker.VARIANTS[name][1]()
     model = NMF(worker.R, dtype=torch.float64, **SINGLE_PROCESS[name])
-    result = model.fit(X, W=W0, H=H0, max_iter=worker.ITERS, tol=0, check_every=worker.ITERS)
+    result = model.fit(X, W=W0, H=H0, max_iter=worker.ITERS, tol=0, check_every=worker.ITERS,
+                       **({"weights": weights[0]} if weights else {}))
     return model.W.detach(), model.H.detach(), result.final_objective
 
 
@@ -84,6 +86,7 @@ def test_distributed_equals_single_process(world, tmp_path):
     m, r, it = worker.M, worker.R, worker.ITERS
     assert results["frobenius"]["bytes"] == 8 * (it * (m * r + r * r) + 2)
     assert results["kl"]["bytes"] == 8 * (it * 2 * m * r + 2)
+    assert results["frobenius-weighted"]["bytes"] == 8 * (it * (m * r * r + m * r) + 2)
     # L1: per coordinate of W, the total weights (m) and `rounds` all-reduces of 2 P m counts
     # and all-gathers of m pivots, rounds = bit length of the longest local row (+ its zero breakpoint);
     # plus the longest row itself and 2 objective scalars. Nothing of size nnz.

@@ -151,7 +151,7 @@ def test_bad_input():
     W = model.W.detach().clone()
     with pytest.raises(ValueError, match="NaN or infinite"):
         bad = X.toarray()
-        bad[1, 1] = np.nan
+        bad[1, 1] = np.inf  # NaN would be a missing entry (tests/test_missing.py)
         model.fit(bad, max_iter=1)
     torch.testing.assert_close(model.W.detach(), W, msg="a failed fit changed the factors")
 

@@ -47,10 +47,18 @@ class BlockSource:
     shape : tuple of int, optional
         ``(m, n)``; required for a callable, optional for an iterable (then ``n`` is
         known after the first pass).
+    name : str
+        How errors name the matrix (``"X"``, ``"weights"``, ``"mask"``).
+    allow_nan : bool
+        NaN entries are accepted (missing entries of a weighted fit); the others must be
+        finite and nonnegative.
+    allow_bool : bool
+        Boolean blocks are accepted (a mask).
     """
 
-    def __init__(self, X, shape=None):
+    def __init__(self, X, shape=None, *, name: str = "X", allow_nan: bool = False, allow_bool: bool = False):
         self._X = X
+        self.name, self.allow_nan, self.allow_bool = name, allow_nan, allow_bool
         self.kind = None
         if isinstance(X, Tensor) or (hasattr(X, "shape") and hasattr(X, "__getitem__") and not isinstance(X, (list, tuple))):
             if len(X.shape) != 2:
@@ -103,7 +111,8 @@ class BlockSource:
             if item is None:
                 break
             if check:
-                _check_block(item[2], item[0], item[1])
+                _check_block(item[2], item[0], item[1], name=self.name, allow_nan=self.allow_nan,
+                             allow_bool=self.allow_bool)
             yield item
             del item
         if check:
@@ -194,22 +203,32 @@ class BlockSource:
             pass
 
 
-def _check_block(block, start: int, stop: int) -> None:
-    """A dense real block with finite, nonnegative entries, or an error naming its columns."""
-    name = f"X[:, {start}:{stop}]"
+def _check_block(block, start: int, stop: int, *, name: str = "X", allow_nan: bool = False,
+                 allow_bool: bool = False) -> None:
+    """A dense real block with finite, nonnegative entries (NaN too with ``allow_nan``; a
+    boolean block with ``allow_bool``), or an error naming its columns."""
+    name = f"{name}[:, {start}:{stop}]"
     if isinstance(block, Tensor):
         if block.layout != torch.strided:
             raise TypeError(f"{name} must be dense, got layout {block.layout}")
+        if block.dtype == torch.bool and allow_bool:
+            return
         if block.is_complex() or block.dtype == torch.bool:
             kind = "complex" if block.is_complex() else "boolean"
             raise TypeError(f"{name} has {kind} dtype {block.dtype}; the blocks must be real numbers")
         if block.device.type == "meta":
             raise ValueError(f"{name} is on the meta device, which holds no values")
-        check_entries(block.detach(), name)
+        values = block.detach()
+        check_entries(torch.nan_to_num(values, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+                      if allow_nan and values.is_floating_point() else values, name)
         return
     if hasattr(block, "tocsr"):
         raise TypeError(f"{name} must be dense, got a scipy.sparse matrix")
     array = np.asarray(block)
+    if array.dtype.kind == "b" and allow_bool:
+        return
+    if allow_nan and array.dtype.kind == "f":
+        array = np.where(np.isnan(array), 0.0, array)
     if array.dtype.kind not in "iuf":
         kind = {"b": "boolean ", "c": "complex "}.get(array.dtype.kind, "")
         raise TypeError(f"{name} has {kind}dtype {array.dtype}; the blocks must be real numbers")
@@ -228,9 +247,14 @@ def _check_shape(shape) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
-def as_block_source(X, shape=None) -> BlockSource:
-    """``X`` itself if it is a :class:`BlockSource`, else ``BlockSource(X, shape)``."""
-    return X if isinstance(X, BlockSource) else BlockSource(X, shape)
+def as_block_source(X, shape=None, **checks) -> BlockSource:
+    """``X`` itself if it is a :class:`BlockSource` (its checks set from ``checks``), else
+    ``BlockSource(X, shape, **checks)``."""
+    if isinstance(X, BlockSource):
+        for key, value in checks.items():
+            setattr(X, key, value)
+        return X
+    return BlockSource(X, shape, **checks)
 
 
 def block_size_for_budget(
@@ -279,7 +303,7 @@ def _to_tensor(block, dtype: torch.dtype) -> Tensor:
     if isinstance(block, Tensor):
         return block.to(dtype=dtype)
     array = np.asarray(block)
-    if array.dtype.kind not in "fiu":
+    if array.dtype.kind not in "fiub":  # booleans: a mask's blocks
         raise TypeError(f"X blocks must be real numbers, got dtype {array.dtype}")
     return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from .checks import dense_tensor
 from .data import prepare_data
 from .exceptions import DistributedFitError
+from .missing import prepare_weighted
 from .problem import DistributedProblem, FactorState, Penalties, resolve_loss
 from .registry import default_solver, get_solver
 
@@ -78,6 +79,8 @@ def DistributedNMFSolver(
     l1_reg_H: float = 0.0,
     l2_reg_H: float = 0.0,
     group=None,
+    mask=None,
+    weights=None,
     **options,
 ):
     """One rank's share of a data-parallel NMF fit: the registered ``family="distributed"`` solver.
@@ -99,6 +102,11 @@ def DistributedNMFSolver(
         Penalties (>= 0).
     group : ProcessGroup, optional
         Default: the world.
+    mask, weights : array-like, shape (m, n_p), optional
+        This rank's mask (True = observed) and entry weights (>= 0), dense; with either (or NaN
+        entries in a dense X), the weighted Frobenius loss over the observed entries
+        (``solver="hals"`` only: its statistics become the per-row Grams, m r^2 + m r numbers
+        per iteration).
 
     Returns
     -------
@@ -121,7 +129,15 @@ def DistributedNMFSolver(
         raise ValueError("X is on the meta device, which holds no values; give a tensor with data")
     if isinstance(X, Tensor) and X.device != W.device:
         raise ValueError(f"X is on {X.device} but W is on {W.device}; move them to one device")
-    data = prepare_data(X, device=W.device, dtype=W.dtype, allow_zeros=not resolved.needs_positive_data)
-    problem = DistributedProblem(data, resolved, Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H), group)
+    weight_data = None
+    if mask is not None or weights is not None or (isinstance(X, Tensor) and X.layout == torch.strided
+                                                  and X.is_floating_point() and bool(torch.isnan(X).any())):
+        data, weight_data, _ = prepare_weighted(X, mask, weights, device=W.device, dtype=W.dtype,
+                                                positive=resolved.needs_positive_data)
+        if weight_data is not None and weight_data.sparse:
+            raise ValueError("the data-parallel weighted fit needs a dense X and dense mask / weights on each rank")
+    else:
+        data = prepare_data(X, device=W.device, dtype=W.dtype, allow_zeros=not resolved.needs_positive_data)
+    problem = DistributedProblem(data, resolved, Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H), group, weight_data)
     return solver_cls(problem, FactorState(W, H), **options)
 

@@ -256,12 +256,18 @@ def random_init_blocks(source, rank: int, block_size: int, *, generator: torch.G
     from .blocks import iter_device_blocks
 
     total = torch.zeros((), device=device, dtype=dtype)
+    missing = getattr(source, "allow_nan", False)  # NaN entries are missing: the mean of the others
+    count = torch.zeros((), device=device, dtype=dtype)
     for _, _, X_j in iter_device_blocks(source, block_size, device, dtype, pin_memory=pin_memory):
-        total = total + X_j.sum()
+        if missing:
+            total = total + X_j.nansum()
+            count = count + (~torch.isnan(X_j)).sum()
+        else:
+            total = total + X_j.sum()
         del X_j
     m, n = source.shape
     like = dict(device=device, dtype=dtype, generator=generator)
-    scale = torch.sqrt(total / (m * n) / rank)
+    scale = torch.sqrt(total / (count.clamp_min(1) if missing else m * n) / rank)
     W = torch.rand(m, rank, **like).mul_(scale)
     H = torch.rand(rank, n, **like).mul_(scale).to(H_device or device) if keeps_H else None
     return W, H

@@ -167,7 +167,7 @@ class Penalties:
 
 @dataclass(frozen=True, eq=False)
 class NMFProblem:
-    """Data, loss and penalties: everything an NMF solver needs besides the factors.
+    r"""Data, loss and penalties: everything an NMF solver needs besides the factors.
 
     Attributes
     ----------
@@ -179,6 +179,11 @@ class NMFProblem:
         or a number of factor pairs fitted to one shared X (replicates). None: one problem.
     update_W, update_H : bool
         False keeps that factor fixed (``fix_W`` / ``fix_H``).
+    weights : Data or None
+        Entry weights (0 = missing) in the layout of ``data``
+        (:func:`torchnmf_l1.missing.prepare_weighted`): dense (m, n), or the weights of the
+        observed entries when ``data`` holds those only (its stored zeros are observed zeros).
+        The loss is then :math:`\sum_{ij} w_{ij} d(X_{ij} \mid (WH)_{ij})`; beta-divergence losses and L1.
     """
 
     data: Data
@@ -187,6 +192,7 @@ class NMFProblem:
     batch: int | None = None
     update_W: bool = True
     update_H: bool = True
+    weights: Data | None = None
 
     def __post_init__(self):
         if self.batch is None and self.data.batch is not None:
@@ -195,6 +201,22 @@ class NMFProblem:
             raise ValueError(f"a batch of {self.data.batch} matrices needs batch={self.data.batch}, got {self.batch}")
         if not (self.update_W or self.update_H):
             raise ValueError("fix_W and fix_H cannot both be True: there would be nothing to fit")
+        if self.weights is not None:
+            if self.loss.beta is None and self.loss.name != "l1":
+                raise ValueError(
+                    f"mask= and weights= (missing entries) work with the beta-divergence losses "
+                    f"(frobenius, kl, is, beta) and 'l1', got loss {self.loss.name!r}"
+                    + (" (give the weight of the zeros through weights=)" if self.loss.name == "wl1" else "")
+                )
+            if self.data.batch is not None:
+                raise ValueError("mask= and weights= need one matrix X, not a batch")
+
+    @property
+    def weight_values(self) -> Tensor | None:
+        """The weights as the kernels take them: dense (m, n), or per observed entry (CSR order)."""
+        if self.weights is None:
+            return None
+        return self.weights.values if self.weights.sparse else self.weights.X
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -214,7 +236,10 @@ class NMFProblem:
 
     def objective(self, W: Tensor, H: Tensor) -> Tensor:
         """Loss plus penalties at (W, H): 0-dim, or (B,) for a batch (no host sync)."""
-        value = self.loss(self.data, W, H)
+        if self.weights is not None:
+            value = kernels.weighted_loss(self.data.X, W, H, self.weight_values, self.loss.beta, self.data.support)
+        else:
+            value = self.loss(self.data, W, H)
         if self.penalties.active:
             value = value + self.penalties.value(W, H)
         return value
@@ -310,6 +335,9 @@ class CPProblem:
         finite); (B, I_1, ..., I_N) for a batch of B tensors.
     mask : bool Tensor like T, optional
         True where T is observed.
+    weights : Tensor like T, optional
+        Entry weights (>= 0, 0 where missing): the loss becomes
+        :math:`\tfrac12 \sum w (T - [\![\cdot]\!])^2`.
     batch : int or None
     dictionary : Tensor (I_c x d), optional
         Atoms of mode ``dict_mode``.
@@ -325,6 +353,7 @@ class CPProblem:
     distinct: bool = True
     snap: str = "hard"
     atoms_init: str = "match"
+    weights: Tensor | None = None
 
     @property
     def order(self) -> int:
@@ -359,6 +388,10 @@ class StreamingProblem:
         Stage blocks in pinned host memory on CUDA (copies overlapped with compute).
     resume : dict, optional
         A solver state from a checkpoint (:mod:`torchnmf_l1.checkpoint`) to continue from.
+    weights, mask : BlockSource, optional
+        Entry weights (>= 0) and a mask (True = observed) of X's shape, read in the same
+        blocks; with either, NaN entries of X are missing too and the loss is
+        :math:`\tfrac12 \sum w (X - WH)^2` over the observed entries.
     """
 
     source: object
@@ -368,6 +401,13 @@ class StreamingProblem:
     penalties: Penalties = Penalties()
     pin_memory: bool = True
     resume: dict | None = None
+    weights: object = None
+    mask: object = None
+
+    @property
+    def weighted(self) -> bool:
+        """A fit with entry weights or missing entries."""
+        return self.weights is not None or self.mask is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -382,12 +422,15 @@ class DistributedProblem:
     penalties : Penalties
     group : ProcessGroup, optional
         Default: the world.
+    weights : Data, optional
+        Dense entry weights of X_p (0 = missing), for the weighted Frobenius fit.
     """
 
     data: Data
     loss: Loss
     penalties: Penalties = Penalties()
     group: object = None
+    weights: Data | None = None
 
 
 @dataclass(frozen=True, eq=False)

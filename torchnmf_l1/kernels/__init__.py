@@ -20,6 +20,17 @@ from .weighted_median import selection_rounds, segment_layout, sort_segments, we
 from .l1 import dense_l1_sweep_, l1_subgradient_step_, smoothed_l1_steps_, sparse_l1_sweep_
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
 from .ksparse import ksparse_nnls
+from .weighted import (
+    entry_divergence,
+    weighted_hals_update_,
+    weighted_loss,
+    weighted_mu_ratio_terms,
+    weighted_relative_error,
+    weighted_residual,
+    weighted_row_statistics,
+    weighted_scale,
+    row_gram_nnls_sweep_,
+)
 from .dictionary import atom_gap, atom_scores, match_atoms, proximal_weight, subspace_atoms
 from .cp import cp_balance_, cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
@@ -121,6 +132,15 @@ __all__ = [
     "truncated_svd",
     "vca",
     "weighted_l1_loss",
+    "entry_divergence",
+    "weighted_hals_update_",
+    "weighted_loss",
+    "weighted_mu_ratio_terms",
+    "weighted_relative_error",
+    "weighted_residual",
+    "weighted_scale",
+    "weighted_row_statistics",
+    "row_gram_nnls_sweep_",
     "weighted_median",
     "weighted_median_select",
     "wh_on_support",

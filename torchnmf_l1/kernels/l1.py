@@ -67,6 +67,7 @@ def sparse_l1_sweep_(
     active: Tensor | None = None,
     weight_floor: Tensor | None = None,
     value_floor: Tensor | None = None,
+    entry_weights: Tensor | None = None,
 ) -> Tensor:
     r"""One exact coordinate-descent sweep over the rows of G (r x S), in place, on the support of X.
 
@@ -99,6 +100,11 @@ def sparse_l1_sweep_(
         Problems to update (a converged problem keeps its G).
     weight_floor, value_floor : Tensor, 0-dim or (B,), optional
         The safeguards of the module docstring (both or neither), per problem for a batch.
+    entry_weights : Tensor, shape (N,), optional
+        Weights c_k of the support entries, in segment order: the loss on the support becomes
+        :math:`\sum_k c_k |R_k|` (a breakpoint weighs :math:`c_k F_{ip}`). With weights the
+        support is the set of observed entries and the entries off it are missing: pass
+        ``zero_weight=0``.
 
     Returns
     -------
@@ -122,6 +128,9 @@ def sparse_l1_sweep_(
         # where w = 0 the breakpoint is a finite or infinite value of weight zero: never chosen
         b = a / w.clamp_min(tiny)
         on_support = torch.segment_reduce(w, "sum", offsets=offsets) if w.numel() else w.new_zeros(S)
+        f = w  # F's entry: the breakpoint's position is a / f, its weight f (times c_k)
+        if entry_weights is not None:
+            w = w * entry_weights
         total = column_sums[p] if batch is None else _per_segment(column_sums[:, p], batch, S)
         extra = (zero_weight * (total - on_support)).clamp_min(0)
         if l1:
@@ -136,7 +145,7 @@ def sparse_l1_sweep_(
             new = median(b, w, offsets, extra_weight=extra, default=g, layout=layout)
         if keep is not None:
             new = torch.where(keep, new, g)
-        R = a - w * new.index_select(0, segments)
+        R = a - f * new.index_select(0, segments)
         G[p] = new
     return R
 

@@ -33,6 +33,7 @@ from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize_cp, make_generator
 from ..kernels.cp import cp_reconstruct
+from ..missing import prepare_cp_weights
 from ..params import Anything, Boolean, Choice, Integer, OneOf, Param, Registered, check_params
 from ..problem import CPProblem, CPState
 from ..registry import get_solver
@@ -185,10 +186,10 @@ class NonnegativeCP(FactorModule):
             raise ValueError("initial factors must be finite and nonnegative")
         return [F.clone() for F in factors]
 
-    def _problem(self, T, mask, batch) -> CPProblem:
-        return CPProblem(T, mask, batch)
+    def _problem(self, T, mask, batch, weights=None) -> CPProblem:
+        return CPProblem(T, mask, batch, weights=weights)
 
-    def fit(self, T, *, mask=None, factors=None, batch: bool = False, **fit_options) -> FitResult:
+    def fit(self, T, *, mask=None, weights=None, factors=None, batch: bool = False, **fit_options) -> FitResult:
         r"""Fit the factors to T (NaN entries or ``mask == False`` are missing).
 
         Parameters
@@ -198,6 +199,9 @@ class NonnegativeCP(FactorModule):
             fitted at once (each from its own start).
         mask : bool array like T, optional
             True where T is observed.
+        weights : array like T, optional
+            Nonnegative entry weights (0 = missing): the loss becomes
+            :math:`\tfrac12 \sum w (T - [\![\cdot]\!])^2` (fitted by Kiers' majorization).
         factors : list of N arrays (I_n x r), or a tensorly ``CPTensor``, optional
             The initial factors.
         **fit_options
@@ -212,8 +216,11 @@ class NonnegativeCP(FactorModule):
         """
         device = self.device if self.device is not None else (T.device if isinstance(T, Tensor) else None)
         T, mask = prepare_tensor(T, mask, device=device, dtype=self.dtype, batch=batch)
+        if weights is not None:
+            weights = prepare_cp_weights(weights, T, mask)
+            mask = weights > 0
         B = T.shape[0] if batch else None
-        problem = self._problem(T, mask, B)
+        problem = self._problem(T, mask, B, weights)
         if factors is not None:
             initial = self._check_initial(factors, T, B)
         else:
@@ -281,7 +288,7 @@ class DictionaryCP(NonnegativeCP):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mode={self.mode}, atoms={self.dictionary.shape[1]}, distinct={self.distinct}, snap={self.snap!r}, atoms_init={self.atoms_init!r}"
 
-    def _problem(self, T, mask, batch) -> CPProblem:
+    def _problem(self, T, mask, batch, weights=None) -> CPProblem:
         if batch is not None:
             raise ValueError("DictionaryCP fits one tensor at a time; got batch=True")
         if not -T.ndim <= self.mode < T.ndim:
@@ -292,7 +299,7 @@ class DictionaryCP(NonnegativeCP):
                 f"the dictionary has {self.dictionary.shape[0]} rows but mode {mode} of T has size {T.shape[mode]}; they must match"
             )
         return CPProblem(T, mask, None, self.dictionary.to(device=T.device, dtype=T.dtype), mode, self.distinct, self.snap,
-                         self.atoms_init)
+                         self.atoms_init, weights)
 
     def _commit(self, output) -> None:
         super()._commit(output)

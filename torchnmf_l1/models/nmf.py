@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import Data, check_dtype, check_factor, floating_dtype, prepare_data
+from ..missing import prepare_weighted
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize, make_generator, random_codes
@@ -202,19 +203,28 @@ class NMF(FactorModule):
 
 
     # ------------------------------------------------------------------ fitting
-    def _prepare(self, X, *, allow_batch: bool = True) -> Data:
+    def _prepare(self, X, mask=None, weights=None, *, allow_batch: bool = True) -> tuple[Data, Data | None, Data]:
+        """(data, weights, init_data): see :func:`torchnmf_l1.missing.prepare_weighted`; a
+        batch (a list or a 3-D X) takes no mask or weights."""
         if isinstance(X, Tensor) and X.device != self.W.device:
             raise ValueError(
                 f"X is on {X.device} but the model is on {self.W.device}; move one of them (X.to(...) or model.to(...))"
             )
         dtype = self.dtype or floating_dtype(X)
-        data = prepare_data(
-            X, device=self.W.device, dtype=dtype, allow_zeros=not self.loss.needs_positive_data, allow_batch=allow_batch
-        )
+        positive = self.loss.needs_positive_data
+        one_matrix = not isinstance(X, (list, tuple)) and getattr(X, "ndim", 2) == 2
+        if not one_matrix and mask is None and weights is None:
+            data = prepare_data(X, device=self.W.device, dtype=dtype, allow_zeros=not positive, allow_batch=allow_batch)
+            weight_data, init_data = None, data
+        else:
+            # the L1 solver works on the observed entries only (its weighted medians run over them)
+            layout = "support" if self.loss.beta is None else "auto"
+            data, weight_data, init_data = prepare_weighted(X, mask, weights, device=self.W.device, dtype=dtype,
+                                                            positive=positive, layout=layout)
         m, n = data.shape
         if self.rank > min(m, n):
             raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
-        return data
+        return data, weight_data, init_data
 
     def _generators(self, data: Data, generator):
         if generator is not None:
@@ -255,6 +265,8 @@ class NMF(FactorModule):
         self,
         X,
         *,
+        mask=None,
+        weights=None,
         init: str | None = None,
         W=None,
         H=None,
@@ -269,7 +281,19 @@ class NMF(FactorModule):
         ----------
         X : array-like (numpy, scipy.sparse, torch dense or sparse), shape (m, n)
             Nonnegative data; sparse X stays sparse. A batch: a (B, m, n) tensor or a
-            list of B matrices (dense, or sparse), each fitted on its own.
+            list of B matrices (dense, or sparse), each fitted on its own. NaN entries of
+            a dense X are missing.
+        mask : bool array-like or sparse, shape (m, n), optional
+            True = observed; the loss is summed over the observed entries only. A sparse
+            mask (its stored True entries) costs per iteration in proportion to the observed
+            entries; a dense one as much as the unmasked fit.
+        weights : array-like or sparse, shape (m, n), optional
+            Nonnegative entry weights w: the loss becomes sum w_ij d(X_ij, (WH)_ij) (0 =
+            missing; a sparse matrix gives the observed entries and their weights).
+            Mask, weights and NaN work with the beta-divergence losses and the solvers
+            ``"hals"`` (Frobenius) and ``"mu"`` (every beta), and with ``loss="l1"`` and
+            ``"scd"`` (weighted medians over the observed entries); a row or column with no
+            observed entry keeps its start, with a warning.
         init : str, optional
             Overrides the model's ``init``; ``"warm"`` starts from the current factors.
         W, H : array-like, optional
@@ -292,10 +316,10 @@ class NMF(FactorModule):
         """
         if fix_W and fix_H:
             raise ValueError("fix_W and fix_H cannot both be True: there would be nothing to fit")
-        data = self._prepare(X)
-        problem = NMFProblem(data, self.loss, self.penalties, update_W=not fix_W, update_H=not fix_H)
+        data, weight_data, init_data = self._prepare(X, mask, weights)
+        problem = NMFProblem(data, self.loss, self.penalties, update_W=not fix_W, update_H=not fix_H, weights=weight_data)
         with torch.no_grad():
-            W0, H0 = self._initial_factors(data, problem, init, W, H, fix_W, fix_H, self._generators(data, generator))
+            W0, H0 = self._initial_factors(init_data, problem, init, W, H, fix_W, fix_H, self._generators(data, generator))
             state = FactorState(W0.clone(), H0.clone())
         result, output = self._run_solver("nmf", self.solver, problem, state, self.solver_options, fit_options)
         set_factor_(self, "W", output.factors["W"])
@@ -308,10 +332,11 @@ class NMF(FactorModule):
         self.fit(X, **fit_kwargs)
         return self.H.detach().clone()
 
-    def transform(self, X, **fit_options) -> Tensor:
+    def transform(self, X, *, mask=None, weights=None, **fit_options) -> Tensor:
         """Solve for H (r x n_new) with the model's W fixed; the model is not modified.
 
-        ``fit_options`` as in :meth:`fit` (no warning is emitted at ``max_iter``).
+        ``mask``, ``weights`` (and NaN entries of X) as in :meth:`fit`: the new columns may
+        have missing entries. ``fit_options`` as in :meth:`fit` (no warning is emitted at ``max_iter``).
 
         Returns
         -------
@@ -321,13 +346,13 @@ class NMF(FactorModule):
             raise NotFittedError("transform needs a fitted W: call fit first")
         if self.W.dim() != 2:
             raise ValueError("transform works with one W; this model holds a batch of factorizations")
-        data = self._prepare(X, allow_batch=False)
+        data, weight_data, init_data = self._prepare(X, mask, weights, allow_batch=False)
         if data.shape[0] != self.W.shape[0]:
             raise ValueError(f"X must have {self.W.shape[0]} rows (the rows of W), got shape {data.shape}")
-        problem = NMFProblem(data, self.loss, self.penalties, update_W=False)
+        problem = NMFProblem(data, self.loss, self.penalties, update_W=False, weights=weight_data)
         with torch.no_grad():
             W = self.W.detach().to(dtype=data.dtype).clone()
-            H = random_codes(data, self.rank, generator=make_generator(self.seed, data.device))
+            H = random_codes(init_data, self.rank, generator=make_generator(self.seed, data.device))
         fit_options = {"warn": False, **fit_options}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=Warning)
@@ -335,11 +360,13 @@ class NMF(FactorModule):
                                          fit_options, owner="transform")
         return output.factors["H"]
 
-    def objective(self, X) -> float | list:
-        """The objective (loss plus penalties) of the current factors on X (a list for a batch)."""
+    def objective(self, X, *, mask=None, weights=None) -> float | list:
+        """The objective (loss plus penalties) of the current factors on X (a list for a
+        batch); with ``mask``/``weights``/NaN entries, the weighted loss over the observed entries."""
         if not self.fitted:
             raise NotFittedError("objective needs factors: call fit first")
-        data = self._prepare(X)
+        data, weight_data, _ = self._prepare(X, mask, weights)
         with torch.no_grad():
-            problem = NMFProblem(data, self.loss, self.penalties, batch=self.W.shape[0] if self.W.dim() == 3 else None)
+            problem = NMFProblem(data, self.loss, self.penalties, batch=self.W.shape[0] if self.W.dim() == 3 else None,
+                                 weights=weight_data)
             return problem.objective(self.W.to(data.dtype), self.H.to(data.dtype)).tolist()

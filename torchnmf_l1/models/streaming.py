@@ -161,15 +161,20 @@ class StreamingNMF(FactorModule):
         return block_size_for_budget(self.memory_budget, source.m, self.rank, self.dtype,
                                      source_itemsize=itemsize, device_type=self.device.type)
 
-    def fit(self, X, *, shape=None, W=None, H=None, checkpoint=None, checkpoint_every: int = 10, resume: bool = False,
-            generator: torch.Generator | None = None, **fit_options) -> FitResult:
-        """Fit W (and H) to X read in column blocks; returns the :class:`FitResult`.
+    def fit(self, X, *, shape=None, mask=None, weights=None, W=None, H=None, checkpoint=None, checkpoint_every: int = 10,
+            resume: bool = False, generator: torch.Generator | None = None, **fit_options) -> FitResult:
+        r"""Fit W (and H) to X read in column blocks; returns the :class:`FitResult`.
 
         Parameters
         ----------
         X : array, memory-mapped .npy, h5py dataset, callable or iterable of blocks
         shape : (m, n), optional
             Needed for a callable X.
+        mask, weights : same kinds as X, optional
+            A mask (True = observed) and entry weights (>= 0) of X's shape, read in the same
+            blocks (solver ``"hals"``): the loss becomes :math:`\tfrac12 \sum w (X - WH)^2`
+            over the observed entries, and NaN entries of X are missing too. Without them a
+            NaN in X is an error.
         W, H : array-like, optional
             Starting factors (default: random, seeded by ``seed``).
         checkpoint : str or os.PathLike, optional
@@ -185,7 +190,15 @@ class StreamingNMF(FactorModule):
         check_params(self.fit_hyperparameters, dict(checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume),
                      "StreamingNMF.fit")
         FitOptions.from_kwargs(fit_options, owner="StreamingNMF.fit")  # before max_iter is counted on
-        source = as_block_source(X, shape)
+        weighted = mask is not None or weights is not None
+        source = as_block_source(X, shape, allow_nan=weighted)
+        extra = {}
+        for key, value in (("weights", weights), ("mask", mask)):
+            if value is not None:
+                extra[key] = as_block_source(value, source.shape if callable(value) else None, name=key,
+                                             allow_bool=key == "mask")
+                if source.shape is not None and extra[key].shape is not None and extra[key].shape != source.shape:
+                    raise ValueError(f"{key} must have X's shape {source.shape}, got {extra[key].shape}")
         keeps_H = self.solver_cls.keeps_H
         if source.shape is None and (W is None or (keeps_H and H is None)):
             raise ValueError("X is an iterable of blocks of unknown shape: pass shape=(m, n) or W (and H)")
@@ -219,7 +232,7 @@ class StreamingNMF(FactorModule):
                 n = source.n if source.n is not None else int(H.shape[1])
                 H0 = check_factor(H, "H", (self.rank, n), device=self.H_device, dtype=self.dtype)
         problem = StreamingProblem(source, block_size, self.device, self.dtype, self.penalties, self.pin_memory,
-                                   None if state is None else state["solver_state"])
+                                   None if state is None else state["solver_state"], **extra)
         wrap = None
         if checkpoint is not None:
             def wrap(solver):

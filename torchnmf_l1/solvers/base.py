@@ -140,6 +140,8 @@ class NMFSolver(Solver):
     batched = True
     losses: ClassVar[frozenset] = frozenset()
     supports_sparse: ClassVar[bool] = True
+    #: takes entry weights and missing entries (``problem.weights``)
+    supports_weights: ClassVar[bool] = False
     default_init: ClassVar[str] = "nndsvda"  # the model's init when it is given none
 
     def __init__(self, problem: NMFProblem, state: FactorState, **options):
@@ -155,6 +157,14 @@ class NMFSolver(Solver):
         if problem.loss.name not in cls.losses:
             raise ValueError(
                 f"solver {cls.name!r} does not handle loss {problem.loss.name!r}; it handles {sorted(cls.losses)}"
+            )
+        if problem.weights is not None and not cls.supports_weights:
+            from ..registry import available_solvers, get_solver
+
+            able = [name for name in available_solvers("nmf") if getattr(get_solver(name, family="nmf"), "supports_weights", False)]
+            raise ValueError(
+                f"solver {cls.name!r} does not take missing entries or weights (mask=, weights=, NaN in X); "
+                f"solvers that do: {able}"
             )
         if problem.data.sparse and not cls.supports_sparse:
             raise ValueError(f"solver {cls.name!r} does not handle sparse X; pass a dense X or another solver")
@@ -184,7 +194,10 @@ class NMFSolver(Solver):
     def result_extra(self) -> dict:
         """Family numbers reported after the fit: the relative Frobenius error (a fraction)."""
         d = self.problem.data
-        error = kernels.relative_error(d.X, self.W, self.H, d.support)
+        if self.problem.weights is not None:
+            error = kernels.weighted_relative_error(d.X, self.W, self.H, self.problem.weight_values, d.support)
+        else:
+            error = kernels.relative_error(d.X, self.W, self.H, d.support)
         return {"relative_error": error.tolist()}
 
     def finish(self) -> SolverOutput:

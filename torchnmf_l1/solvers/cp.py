@@ -6,8 +6,11 @@ r"""Nonnegative CPD by HALS (one tensor or a batch), optionally with one factor 
 (M the mask of observed entries, all ones by default). One iteration updates every
 factor n by a few HALS sweeps on :math:`A_n^T` with A = MTTKRP^T and B = the Hadamard
 product of the other Grams (:func:`torchnmf_l1.kernels.hals_nnls_`); missing entries are
-imputed with the current model at the start of each iteration (EM). The step never reads
-the device.
+imputed with the current model at the start of each iteration (EM). With entry weights w
+(loss :math:`\tfrac12 \sum w (T - [\![\cdot]\!])^2`), the same by Kiers' majorization:
+the HALS pass fits :math:`\tilde w \ast T + (1 - \tilde w) \ast [\![\cdot]\!]`,
+:math:`\tilde w = w / \max w`, which never increases the weighted loss (a mask is the case
+w in {0, 1}). The step never reads the device.
 
 Dictionary constraint on mode c (dictionary D, :math:`\bar D` its unit-norm columns): in
 each iteration the modes are updated in the order c+1, ..., N-1, 0, ..., c, so that the
@@ -24,6 +27,8 @@ A. Cichocki and A.-H. Phan, "Fast local algorithms for large scale nonnegative m
 and tensor factorizations", IEICE Trans. Fundamentals, 2009.
 J. E. Cohen and N. Gillis, "Dictionary-based tensor canonical polyadic decomposition",
 IEEE Trans. Signal Processing 66(7), 2018.
+H. A. L. Kiers, "Weighted least squares fitting using ordinary least squares algorithms",
+Psychometrika 62(2), 1997.
 G. Tomasi and R. Bro, "PARAFAC and missing values", Chemometrics and Intelligent
 Laboratory Systems 75(2), 2005.
 """
@@ -69,7 +74,15 @@ class CPHALS(Solver):
         self.factors = state.factors
         self.order = len(self.factors)
         self.Tw = T if mask is None else torch.where(mask, T, 0.0)
-        self.norm_sq = self.Tw.square().sum(dim=tuple(range(-self.order, 0)))
+        dims = tuple(range(-self.order, 0))
+        self.relative_weights = None
+        if problem.weights is not None:
+            top = problem.weights.amax(dim=dims, keepdim=True)
+            self.relative_weights = problem.weights / top.clamp_min(torch.finfo(T.dtype).tiny)
+            self.Tw = self.Tw * self.relative_weights
+            self.norm_sq = (problem.weights * T.square()).sum(dim=dims)
+        else:
+            self.norm_sq = self.Tw.square().sum(dim=dims)
         self.c = problem.dict_mode
         self.Dn = None if problem.dictionary is None else kernels.normalize_columns(
             problem.dictionary, eps=torch.finfo(problem.dictionary.dtype).tiny)[0]
@@ -124,7 +137,10 @@ class CPHALS(Solver):
 
     def step(self) -> None:
         """One HALS pass over the factors; the EM imputation first when entries are missing."""
-        if self.problem.mask is not None:
+        if self.relative_weights is not None:
+            model = kernels.cp_reconstruct(self.factors)
+            self.Tw = torch.lerp(model, self.problem.T, self.relative_weights)
+        elif self.problem.mask is not None:
             self.Tw = torch.where(self.problem.mask, self.problem.T, kernels.cp_reconstruct(self.factors))
         self.iteration += 1
         self._last_objective = None
@@ -178,7 +194,7 @@ class CPHALS(Solver):
         if self._last_objective is not None:
             return self._last_objective
         dims = tuple(range(-self.order, 0))
-        if self._last_mttkrp is not None and self.problem.mask is None and self.Dn is None:
+        if self._last_mttkrp is not None and self.problem.mask is None and self.problem.weights is None and self.Dn is None:
             n, A = self._last_mttkrp
             F = self.factors[n]
             inner = (A * F.mT).sum(dim=(-2, -1))
@@ -186,9 +202,12 @@ class CPHALS(Solver):
             value = (0.5 * (self.norm_sq - 2 * inner + model_sq)).clamp_min(0)
         else:
             residual = self.problem.T - kernels.cp_reconstruct(self.factors)
-            if self.problem.mask is not None:
-                residual = torch.where(self.problem.mask, residual, 0.0)
-            value = 0.5 * residual.square().sum(dim=dims)
+            if self.problem.weights is not None:
+                value = 0.5 * (self.problem.weights * residual.square()).sum(dim=dims)
+            else:
+                if self.problem.mask is not None:
+                    residual = torch.where(self.problem.mask, residual, 0.0)
+                value = 0.5 * residual.square().sum(dim=dims)
         self._last_objective = value
         return value
 

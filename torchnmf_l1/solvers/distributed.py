@@ -94,10 +94,15 @@ class DistributedSolver(Solver):
         self.bytes_all_reduced = 0
         self.bytes_all_gathered = 0
 
+    supports_weights: ClassVar[bool] = False
+
     @classmethod
     def check_problem(cls, problem: DistributedProblem) -> None:
         if problem.loss.name not in cls.losses:
             raise ValueError(f"solver {cls.name!r} does not handle loss {problem.loss.name!r}; it handles {sorted(cls.losses)}")
+        if problem.weights is not None and not cls.supports_weights:
+            raise ValueError(f"data-parallel solver {cls.name!r} does not take missing entries or weights; "
+                             "the Frobenius solver 'hals' does")
 
     def _device(self) -> torch.device:
         return self.W.device
@@ -170,13 +175,25 @@ class DistributedSolver(Solver):
 class DistributedHALS(DistributedSolver):
     r"""Frobenius loss :math:`\tfrac12\|X - WH\|_F^2`, one HALS sweep per factor.
 
-    Statistics: X_p H_p^T (m x r) and H_p H_p^T (r x r).
+    Statistics: X_p H_p^T (m x r) and H_p H_p^T (r x r). With entry weights (missing
+    entries), :math:`\tfrac12 \sum w (X - WH)^2`: the per-row statistics
+    :math:`G_i = \sum_j w_{ij} h_j h_j^T` (m x r x r) and :math:`b_i = \sum_j w_{ij} X_{ij} h_j`
+    (m x r), then the W update on them and a weighted HALS sweep of H_p: the iterates of
+    ``NMF(solver="hals", scale_init=False).fit(X, weights=...)``.
     """
 
     losses = frozenset({"frobenius"})
+    supports_weights = True
 
     def iterate(self) -> None:
         d, W, H, pen = self.data, self.W, self.H, self.problem.penalties
+        if self.problem.weights is not None:
+            weights = self.problem.weights.X
+            G, b = self.reduce(list(kernels.weighted_row_statistics(d.X, weights, H)), "W-update statistics")
+            kernels.row_gram_nnls_sweep_(W, G, b, l1=pen.l1_W, l2=pen.l2_W)
+            residual = kernels.weighted_residual(d.X, W, H, weights)
+            kernels.weighted_hals_update_(H, W.mT, residual, weights, l1=pen.l1_H, l2=pen.l2_H)
+            return
         XHt, HHt = self.reduce([kernels.x_ht(d.X, H), kernels.gram(H, transpose=True)], "W-update statistics")
         Wt = W.mT.contiguous()
         kernels.hals_nnls_(Wt, XHt.mT, HHt, max_sweeps=1, delta=0.0, l1=pen.l1_W, l2=pen.l2_W, keep_rows_positive=True)
@@ -187,6 +204,8 @@ class DistributedHALS(DistributedSolver):
 
     def local_objective(self) -> Tensor:
         d = self.data
+        if self.problem.weights is not None:
+            return kernels.weighted_loss(d.X, self.W, self.H, self.problem.weights.X, 2.0) + self._penalties()
         return kernels.frobenius_loss(d.X, self.W, self.H, d.support) + self._penalties()
 
 

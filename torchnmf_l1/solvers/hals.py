@@ -12,8 +12,14 @@ reads the device). The costs count flops and kernel launches: a sweep is 2 r + 4
 launches, so on a small problem, where launches dominate, the model asks for one sweep
 (plain HALS) instead of sweeps that cost as much as the products.
 
+With entry weights or missing entries (``problem.weights``), each iteration is one sweep
+of weighted HALS per factor, exact per entry (:func:`torchnmf_l1.kernels.weighted_hals_update_`):
+O(mnr) for dense weights, O(|Omega| r) on the observed entries only.
+
 References
 ----------
+N.-D. Ho, *Nonnegative matrix factorization algorithms and applications*, PhD thesis,
+UCLouvain, 2008.
 N. Gillis and F. Glineur, "Accelerated multiplicative updates and hierarchical ALS
 algorithms for nonnegative matrix factorization", Neural Computation 24(4), 2012.
 """
@@ -54,6 +60,8 @@ class AcceleratedHALS(NMFSolver):
         ),
     }
 
+    supports_weights = True
+
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
         data = problem.data
@@ -80,6 +88,9 @@ class AcceleratedHALS(NMFSolver):
     def _scale_(self) -> None:
         # argmin_s ||X - s W H||_F per problem: s = <X, WH> / ||WH||^2
         d, W, H = self.problem.data, self.W, self.H
+        if self.problem.weights is not None:
+            self.Wt.mul_(kernels.weighted_scale(d.X, W, H, self.problem.weight_values, d.support))
+            return
         numerator = (kernels.x_ht(d.X, H) * W).sum(dim=(-2, -1))
         denominator = (kernels.gram(W) * kernels.gram(H, transpose=True)).sum(dim=(-2, -1))
         scale = numerator / denominator.clamp_min(torch.finfo(W.dtype).tiny)
@@ -87,6 +98,9 @@ class AcceleratedHALS(NMFSolver):
         self.Wt.mul_(scale.reshape(scale.shape + (1, 1)))
 
     def step(self) -> None:
+        if self.problem.weights is not None:
+            self._weighted_step()
+            return
         pen = self.problem.penalties
         if self.update_W:
             dt = self.data_t
@@ -101,3 +115,20 @@ class AcceleratedHALS(NMFSolver):
                 self.H, kernels.wt_x(self.W, d.X, d.X_t), kernels.gram(self.W), max_sweeps=self.sweeps_H,
                 delta=self.delta, l1=pen.l1_H, l2=pen.l2_H, keep_rows_positive=True, active=self.active,
             )
+
+    def _weighted_step(self) -> None:
+        # One sweep per factor (the residual changes with every row, so there is no cheap
+        # inner sweep to repeat); the residual is recomputed once per iteration, so that
+        # round-off does not accumulate in it.
+        d, pen, weights = self.problem.data, self.problem.penalties, self.problem.weight_values
+        residual = kernels.weighted_residual(d.X, self.W, self.H, weights, d.support)
+        rows, cols = (d.support.rows, d.support.cols) if d.sparse else (None, None)
+        if self.update_W:
+            if d.sparse:
+                kernels.weighted_hals_update_(self.Wt, self.H, residual, weights, gather=cols, scatter=rows,
+                                              l1=pen.l1_W, l2=pen.l2_W)
+            else:
+                kernels.weighted_hals_update_(self.Wt, self.H, residual.mT, weights.mT, l1=pen.l1_W, l2=pen.l2_W)
+        if self.update_H:
+            kernels.weighted_hals_update_(self.H, self.Wt, residual, weights, gather=rows, scatter=cols,
+                                          l1=pen.l1_H, l2=pen.l2_H)

@@ -142,9 +142,12 @@ class SparseL1State:
     Wt : Tensor, shape (r, L)
     Hs : Tensor, shape (r, S)
         The factors the residual starts from.
+    weights : Data, optional
+        Entry weights on the support of ``data`` (which then holds the observed entries,
+        zeros included): :func:`torchnmf_l1.missing.prepare_weighted`'s support layout.
     """
 
-    def __init__(self, data: Data, Wt: Tensor, Hs: Tensor):
+    def __init__(self, data: Data, Wt: Tensor, Hs: Tensor, weights: Data | None = None):
         if not data.sparse:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -160,6 +163,8 @@ class SparseL1State:
         self.offsets_t = self.data_t.X.crow_indices().to(torch.int64)  # segments = columns of X (H sweep)
         self.layout = segment_layout(self.offsets, extra=True)
         self.layout_t = segment_layout(self.offsets_t, extra=True)
+        self.weights = None if weights is None else weights.values
+        self.weights_t = None if weights is None else weights.values[data.perm_t]
         self.reset_residual(Wt, Hs)
 
     def reset_residual(self, Wt: Tensor, Hs: Tensor) -> None:
@@ -173,7 +178,8 @@ class SparseL1State:
         d, dt = self.data, self.data_t
         Rt = kernels.sparse_l1_sweep_(
             Hs, Wt.mT, self.R[d.perm_t], dt.rows, dt.cols, self.offsets_t, zero_weight=zero_weight, l1=l1,
-            layout=self.layout_t, median=median, batch=self.batch, active=active, **floors,
+            layout=self.layout_t, median=median, batch=self.batch, active=active, entry_weights=self.weights_t,
+            **floors,
         )
         self.R = Rt[dt.perm_t]
 
@@ -184,7 +190,7 @@ class SparseL1State:
         d = self.data
         self.R = kernels.sparse_l1_sweep_(
             Wt, Hs.mT, self.R, d.rows, d.cols, self.offsets, zero_weight=zero_weight, l1=l1, layout=self.layout,
-            median=median, batch=self.batch, active=active, **floors,
+            median=median, batch=self.batch, active=active, entry_weights=self.weights, **floors,
         )
 
 
@@ -221,14 +227,18 @@ class SparseL1CD(_L1Base):
     and :class:`SparseL1State`."""
 
     supports_sparse = True
+    supports_weights = True  # on the observed entries: the missing ones weigh nothing
 
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
         if problem.shared:
             raise ValueError("solver 'scd' fits one X per problem: give a batch of matrices, not replicates of one X")
-        self.lam = float(problem.loss.zero_weight)
+        if problem.weights is not None and not problem.weights.sparse:
+            raise ValueError("solver 'scd' takes entry weights on the observed entries (the support layout of "
+                             "torchnmf_l1.missing.prepare_weighted(..., layout='support'))")
+        self.lam = 0.0 if problem.weights is not None else float(problem.loss.zero_weight)
         self.Wt, self.Hs = _stacked_views(state, problem.batch)
-        self.l1_state = SparseL1State(problem.data, self.Wt, self.Hs)
+        self.l1_state = SparseL1State(problem.data, self.Wt, self.Hs, problem.weights)
         self._start_stopping()
 
     def _floors(self) -> dict:

@@ -3,7 +3,9 @@ r"""Multiplicative updates for the beta-divergence family (beta = 2 Frobenius, 1
 .. math:: \min_{W, H \ge 0} D_\beta(X \mid WH) + \text{penalties}
 
 One problem or a batch; works on torch.sparse X without densifying it (see
-:func:`torchnmf_l1.kernels.beta_mu_ratio_terms`). The step never reads the device.
+:func:`torchnmf_l1.kernels.beta_mu_ratio_terms`). With entry weights or missing entries,
+the weighted MU (:func:`torchnmf_l1.kernels.weighted_mu_ratio_terms`), dense or on the
+observed entries only. The step never reads the device.
 
 References
 ----------
@@ -34,20 +36,31 @@ class MultiplicativeUpdates(NMFSolver):
         ),
     }
 
+    supports_weights = True
+
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
         self.beta = problem.loss.beta
         exponent = self.config["exponent"]
         self.gamma = kernels.mu_exponent(self.beta) if exponent is None else float(exponent)
         self.data_t = problem.data.T if self.update_W else None
+        weights = problem.weights
+        self.weights_t = None if weights is None or not self.update_W else (
+            weights.T.values if weights.sparse else weights.X.mT
+        )
+
+    def _terms(self, d, W, H, weights):
+        if weights is None:
+            return kernels.beta_mu_ratio_terms(d.X, W, H, self.beta, d.support, d.X_t, d.perm_t)
+        return kernels.weighted_mu_ratio_terms(d.X, W, H, weights, self.beta, d.support, d.X_t, d.perm_t)
 
     def step(self) -> None:
         pen = self.problem.penalties
         if self.update_W:
             d = self.data_t
-            num, den = kernels.beta_mu_ratio_terms(d.X, self.H.mT, self.W.mT, self.beta, d.support, d.X_t, d.perm_t)
+            num, den = self._terms(d, self.H.mT, self.W.mT, self.weights_t)
             kernels.mu_update_(self.W.mT, num, den, self.gamma, pen.l1_W, pen.l2_W, active=self.active)
         if self.update_H:
             d = self.problem.data
-            num, den = kernels.beta_mu_ratio_terms(d.X, self.W, self.H, self.beta, d.support, d.X_t, d.perm_t)
+            num, den = self._terms(d, self.W, self.H, self.problem.weight_values)
             kernels.mu_update_(self.H, num, den, self.gamma, pen.l1_H, pen.l2_H, active=self.active)

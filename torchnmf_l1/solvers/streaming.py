@@ -27,6 +27,15 @@ The objective is evaluated from the statistics without another pass,
 :math:`\tfrac12\|X\|^2 - \langle W, XH^T\rangle + \tfrac12\langle W^TW, HH^T\rangle`
 (in float32 this difference loses relative accuracy once the fit is very good).
 
+With entry weights or missing entries (``problem.weights`` / ``problem.mask``, NaN in X),
+the loss :math:`\tfrac12 \sum w_{ij} (X - WH)_{ij}^2`: each row i of W has its own
+quadratic, with statistics :math:`G_i = \sum_j w_{ij} h_j h_j^T` and
+:math:`b_i = \sum_j w_{ij} X_{ij} h_j` summed over the blocks
+(:func:`torchnmf_l1.kernels.weighted_row_statistics`, O(m n r^2) per pass, m r^2 memory); the W
+update is a coordinate sweep on them (:func:`torchnmf_l1.kernels.row_gram_nnls_sweep_`) and
+each block's H a weighted HALS sweep: the iterates of in-memory weighted HALS
+(``NMF(solver="hals", scale_init=False).fit(X, weights=...)``).
+
 **Online HALS** (``"online"``), after Mairal et al. (2010) with HALS as the inner solver.
 H is not kept. For each minibatch X_t: H_t <- HALS(W^T X_t, W^T W) from zero
 (``inner_sweeps`` sweeps), then
@@ -60,6 +69,7 @@ from torch import Tensor
 
 from .. import kernels
 from ..blocks import iter_device_blocks
+from ..missing import warn_empty
 from ..fit import FitDefaults
 from ..params import Integer, Number, Param
 from ..problem import FactorState, StreamingProblem
@@ -144,8 +154,10 @@ class StreamingHALS(_StreamingBase):
             raise ValueError("streaming HALS keeps H (r x n); pass H")
         r = self.W.shape[1]
         like = dict(device=self.device, dtype=self.dtype)
+        self.weighted = problem.weighted
         self.XHt = torch.zeros(self.W.shape[0], r, **like)
-        self.HHt = torch.zeros(r, r, **like)
+        # weighted: XHt holds b (m, r) and HHt the per-row Grams G (m, r, r)
+        self.HHt = torch.zeros((self.W.shape[0], r, r) if self.weighted else (r, r), **like)
         self.norm_x_sq = torch.zeros((), **like)
         self.H_l1 = torch.zeros((), **like)
         self.H_sq = torch.zeros((), **like)
@@ -159,8 +171,66 @@ class StreamingHALS(_StreamingBase):
         return {"W": self.W, "H": self.H, "XHt": self.XHt, "HHt": self.HHt, "norm_x_sq": self.norm_x_sq,
                 "H_l1": self.H_l1, "H_sq": self.H_sq, "have_stats": self.have_stats}
 
+    def _weighted_blocks(self):
+        """(start, stop, X_j, w_j): X_j with its missing entries 0, w_j its weights (0 = missing)."""
+        p = self.problem
+        sources = [self._blocks()] + [
+            iter_device_blocks(extra, self.block_size, self.device, self.dtype, pin_memory=self.pin_memory)
+            for extra in (p.weights, p.mask) if extra is not None
+        ]
+        for items in zip(*sources):
+            start, stop, X_j = items[0]
+            w_j = None
+            for other_start, other_stop, block in items[1:]:
+                if (other_start, other_stop) != (start, stop):
+                    raise ValueError(f"the weight or mask blocks [{other_start}:{other_stop}] do not match X's [{start}:{stop}]")
+                w_j = block if w_j is None else w_j * block
+            missing = torch.isnan(X_j)
+            yield start, stop, torch.where(missing, 0.0, X_j), torch.where(missing, 0.0, w_j)
+            del X_j, w_j, missing
+
+    def _weighted_pass_(self, update_H: bool) -> None:
+        """The weighted :meth:`_pass_`: H_j by weighted HALS, the per-row statistics G, b."""
+        c, pen = self.config, self.penalties
+        b, G = torch.zeros_like(self.XHt), torch.zeros_like(self.HHt)
+        H_l1, H_sq = torch.zeros_like(self.H_l1), torch.zeros_like(self.H_sq)
+        first = not self.have_stats
+        norm = torch.zeros_like(self.norm_x_sq) if first else None
+        Wt = self.W.mT.contiguous()
+        observed_rows = torch.zeros(self.W.shape[0], device=self.device, dtype=self.dtype) if first else None
+        empty_columns = torch.zeros((), device=self.device, dtype=torch.int64) if first else None
+        for start, stop, X_j, w_j in self._weighted_blocks():
+            H_view = self.H[:, start:stop]
+            H_j = H_view.to(self.device, copy=H_view.device != self.device)
+            if update_H:
+                residual = kernels.weighted_residual(X_j, self.W, H_j, w_j)
+                for _ in range(c["sweeps_H"]):
+                    kernels.weighted_hals_update_(H_j, Wt, residual, w_j, l1=pen.l1_H, l2=pen.l2_H)
+                if H_j is not H_view:
+                    H_view.copy_(H_j, non_blocking=True)
+            G_j, b_j = kernels.weighted_row_statistics(X_j, w_j, H_j)
+            G.add_(G_j), b.add_(b_j)
+            H_l1.add_(H_j.sum())
+            H_sq.add_(torch.sum(H_j * H_j))
+            if norm is not None:
+                norm.add_((w_j * X_j.square()).sum())
+                observed_rows.add_((w_j > 0).sum(dim=1))
+                empty_columns.add_(((w_j > 0).sum(dim=0) == 0).sum())
+            del X_j, w_j, H_j, H_view
+        if observed_rows is not None:  # the first pass: where nothing is observed, once, on the host
+            if not bool((observed_rows > 0).any()):
+                raise ValueError("no entry of X is observed (mask, weights and NaN entries leave none)")
+            warn_empty(observed_rows, int(empty_columns))
+        self.XHt, self.HHt, self.H_l1, self.H_sq = b, G, H_l1, H_sq
+        if norm is not None:
+            self.norm_x_sq = norm
+        self.have_stats = True
+
     def _pass_(self, update_H: bool) -> None:
         """One pass over the blocks; updates H_j when ``update_H``; recomputes the statistics."""
+        if self.weighted:
+            self._weighted_pass_(update_H)
+            return
         c = self.config
         pen = self.penalties
         XHt = torch.zeros_like(self.XHt)
@@ -193,11 +263,19 @@ class StreamingHALS(_StreamingBase):
         self.have_stats = True
 
     def step(self) -> None:
-        self._update_W_(self.XHt, self.HHt, self.config["sweeps_W"], self.config["delta"])
+        if self.weighted:
+            pen = self.penalties
+            for _ in range(self.config["sweeps_W"]):
+                kernels.row_gram_nnls_sweep_(self.W, self.HHt, self.XHt, l1=pen.l1_W, l2=pen.l2_W)
+        else:
+            self._update_W_(self.XHt, self.HHt, self.config["sweeps_W"], self.config["delta"])
         self._pass_(update_H=True)
 
     def objective(self) -> Tensor:
         W = self.W
+        if self.weighted:
+            quadratic = torch.einsum("ik,ikl,il->", W, self.HHt, W)
+            return 0.5 * self.norm_x_sq - torch.sum(W * self.XHt) + 0.5 * quadratic + self._penalty(self.H_l1, self.H_sq)
         fit = 0.5 * self.norm_x_sq - torch.sum(W * self.XHt) + 0.5 * torch.sum(kernels.gram(W) * self.HHt)
         return fit + self._penalty(self.H_l1, self.H_sq)
 
@@ -215,6 +293,8 @@ class OnlineHALS(_StreamingBase):
 
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
+        if problem.weighted:
+            raise ValueError("streaming solver 'online' does not take missing entries or weights; use solver='hals'")
         self.H = None
         r = self.W.shape[1]
         like = dict(device=self.device, dtype=self.dtype)
