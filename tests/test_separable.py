@@ -367,3 +367,59 @@ def test_rank2_svd_matches_lapack(direct_max):
     U, S, Vh = kernels.rank2_svd(x, direct_max=direct_max)
     torch.testing.assert_close(U @ torch.diag(S) @ Vh, x)
     assert S[1] == 0 and torch.allclose(U.T @ U, torch.eye(2, dtype=torch.float64))
+
+
+def test_h2nmf_split_takes_the_authors_clipped_rank_two_columns():
+    # one split by a literal reference: rank-two SVD, SPA on the projection, the two columns
+    # of the rank-two approximation clipped at 0, NNLS of the cluster on them (scipy), threshold
+    import scipy.optimize
+
+    from torchnmf_l1.kernels import h2nmf as h2
+
+    g = torch.Generator().manual_seed(2)
+    W = torch.rand(12, 4, generator=g, dtype=torch.float64) ** 6  # spiky spectra: the rank-two columns go negative
+    H = torch.rand(4, 80, generator=g, dtype=torch.float64) ** 5
+    X = W @ (H / H.sum(dim=0))
+    leaf = h2._leaf(X.T.contiguous(), torch.arange(80))
+    U, S, Vh = h2.rank2_svd(X)
+    Y = S.unsqueeze(1) * Vh
+    K = kernels.spa(Y, 2)
+    W2 = np.maximum((U @ Y[:, K]).numpy(), 0.0)
+    H = np.stack([scipy.optimize.nnls(W2, X[:, j].numpy())[0] for j in range(80)], axis=1)
+    x = torch.from_numpy(H[0] / (H.sum(axis=0) + 1e-16))
+    first = x >= h2.split_threshold(x)
+    # the split in the 2-D projection without the clip differs here: the test can tell them apart
+    H_projected = h2.rank2_nnls(Y[:, K], Y)
+    x_projected = H_projected[0] / (H_projected.sum(dim=0) + 1e-16)
+    assert bool(((x_projected >= h2.split_threshold(x_projected)) != first).any())
+    assert sorted(leaf.split[0].tolist()) == sorted(torch.nonzero(first).squeeze(1).tolist())
+
+
+@pytest.mark.parametrize("scaling", ["authors", "sqrt-size", "none"])
+def test_subsampled_representatives_are_weighted_as_asked(scaling):
+    g = torch.Generator().manual_seed(0)
+    W = torch.rand(15, 6, generator=g, dtype=torch.float64)  # 6 endmembers, 4 selected: the weighting matters
+    H = torch.rand(6, 300, generator=g, dtype=torch.float64) ** 2
+    X = W @ (H / H.sum(dim=0))
+    model = SeparableNMF(4, "spa", subsample=30, subsample_scaling=scaling, dtype=torch.float64)
+    model.fit(X)
+    clusters = model.clusters_  # the fit's own clustering (a recomputed one may break near ties otherwise)
+    reps = X[:, clusters.representatives]
+    if scaling == "sqrt-size":
+        reps = reps * clusters.sizes.double().sqrt()
+    expected = clusters.representatives[kernels.spa(reps, 4)]
+    # as sets: the fit runs at its own thread count, whose round-off may reorder two picks in a near tie
+    assert sorted(model.indices.tolist()) == sorted(expected.tolist())
+    if scaling == "authors":  # SPA on the plain representatives, not the scaled ones
+        scaled = clusters.representatives[kernels.spa(X[:, clusters.representatives] * clusters.sizes.double().sqrt(), 4)]
+        assert sorted(scaled.tolist()) != sorted(expected.tolist())
+    fgnsr = {s: SeparableNMF(4, "fgnsr", subsample=30, subsample_scaling=s, seed=0, dtype=torch.float64)
+             for s in ("authors", "sqrt-size")}
+    for m in fgnsr.values():
+        m.fit(X, max_iter=20, warn=False)
+    assert fgnsr["authors"].indices.tolist() == fgnsr["sqrt-size"].indices.tolist()  # FGNSR: scaled, as the authors
+
+
+def test_subsample_scaling_is_checked():
+    with pytest.raises(ValueError, match="subsample_scaling"):
+        SeparableNMF(3, "spa", subsample=10, subsample_scaling="sqrt")

@@ -274,6 +274,8 @@ class SeparableProblem:
         Select among the representatives of this many H2NMF clusters (the "-k" variants).
     nnls_max_sweeps, nnls_delta :
         The final H-fit on all columns (:func:`torchnmf_l1.kernels.nnls_columns`).
+    subsample_scaling : {"authors", "sqrt-size", "none"}
+        Weighting of the representatives (see :class:`torchnmf_l1.SeparableNMF`).
     """
 
     X: Tensor
@@ -282,6 +284,7 @@ class SeparableProblem:
     subsample: int | None = None
     nnls_max_sweeps: int = 500
     nnls_delta: float = 1e-6
+    subsample_scaling: str = "authors"
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,8 @@
 r"""Hierarchical clustering by rank-two NMF splits (H2NMF) and its rank-two pieces.
 
 Each split of a cluster :math:`X_C` (m x |C|) computes a rank-two SVD, runs SPA on
-the 2-D projection to pick two columns, fits the closed-form two-column NNLS,
+the 2-D projection to pick two columns of the rank-two approximation, clips them at 0
+(as the authors' code), fits the closed-form two-column NNLS of :math:`X_C` on them,
 and thresholds :math:`x_j = H_{1j} / (H_{1j} + H_{2j})` by the rule that balances the
 cluster sizes while avoiding points near the threshold. The leaf that is split next
 is the one whose split most reduces the rank-one approximation error,
@@ -220,7 +221,11 @@ def _leaf(Xt: Tensor, cols: Tensor, start: Tensor | None = None) -> _Leaf:
         return _Leaf(cols, U, None)
     Y = S.unsqueeze(1) * Vh  # 2-D projection, 2 x |C|
     K = spa(Y, 2)
-    H = rank2_nnls(Y.index_select(1, K), Y)
+    # the authors' rank-two NMF: the two columns of the rank-two approximation picked by SPA,
+    # clipped at 0, and H by NNLS on the cluster itself (without the clip this equals the
+    # NNLS in the 2-D projection; with it a pixel near a split threshold can change sides)
+    W2 = (U @ Y.index_select(1, K)).clamp_min(0)
+    H = rank2_nnls(W2, Xc)
     x = H[0] / (H.sum(dim=0) + 1e-16)
     first = x >= split_threshold(x)
     left, right = cols[first], cols[~first]

@@ -176,7 +176,8 @@ class DictionaryNMF(FactorModule):
         # the separable method of the init: validated now, builds its problem at fit
         self.init_spec = None
         if method != "random":
-            sep_options = {k: init_options[k] for k in ("subsample", "nnls_max_sweeps", "nnls_delta") if k in init_options}
+            sep_options = {k: init_options[k] for k in ("subsample", "subsample_scaling", "nnls_max_sweeps", "nnls_delta")
+                           if k in init_options}
             solver_options = {k: v for k, v in init_options.items() if k not in sep_options}
             self.init_spec = SeparableSpec.create(
                 rank, method, seed=seed, dtype=D.dtype, solver_options=solver_options, **sep_options

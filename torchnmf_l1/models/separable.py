@@ -18,7 +18,7 @@ from ..data import check_dtype, floating_dtype, prepare_data
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import make_generator
-from ..params import Integer, Number, OneOf, Param, Registered, check_params
+from ..params import Choice, Integer, Number, OneOf, Param, Registered, check_params
 from ..problem import SeparableProblem
 from ..registry import get_solver
 from .base import FactorModule, check_device, set_factor_
@@ -31,6 +31,11 @@ SEPARABLE_PARAMETERS = {
                   required=True),
     "solver": Param("spa", Registered("separable"), "registered separable solver"),
     "subsample": Param(None, OneOf(None, Integer(1)), "select among the representatives of this many H2NMF clusters"),
+    "subsample_scaling": Param(
+        "authors", Choice("authors", "sqrt-size", "none"),
+        "the representatives of a subsampled fit: 'authors' scales them by sqrt(cluster size) for FGNSR only "
+        "(Gillis and Luce's demo), 'sqrt-size' for every method, 'none' for none",
+    ),
     "seed": Param(None, OneOf(None, Integer(0)), "seed of the generator (VCA, FGNSR's p)"),
     "nnls_max_sweeps": Param(500, Integer(1), "HALS sweeps of the final H-fit"),
     "nnls_delta": Param(1e-6, Number(0), "stopping rule of the final H-fit"),
@@ -51,12 +56,14 @@ class SeparableSpec:
     nnls_max_sweeps: int
     nnls_delta: float
     solver_options: dict
+    subsample_scaling: str = "authors"
 
     @classmethod
     def create(cls, rank, solver, *, subsample=None, seed=None, dtype=None, nnls_max_sweeps=500, nnls_delta=1e-6,
-               solver_options=None) -> "SeparableSpec":
+               solver_options=None, subsample_scaling="authors") -> "SeparableSpec":
         p = check_params(SEPARABLE_PARAMETERS, dict(rank=rank, solver=solver, subsample=subsample, seed=seed,
-                                                     nnls_max_sweeps=nnls_max_sweeps, nnls_delta=nnls_delta), "SeparableNMF")
+                                                     nnls_max_sweeps=nnls_max_sweeps, nnls_delta=nnls_delta,
+                                                     subsample_scaling=subsample_scaling), "SeparableNMF")
         solver_cls = get_solver(p["solver"], family="separable")
         if rank is None and not solver_cls.detects_rank:
             raise ValueError(f"solver {solver!r} needs an integer rank, got None")
@@ -64,7 +71,8 @@ class SeparableSpec:
         solver_cls.check_options(solver_options)
         if subsample is not None and rank is not None and subsample < rank:
             raise ValueError(f"subsample must be >= rank={rank}, got {subsample}")
-        return cls(rank, p["solver"], subsample, seed, check_dtype(dtype), nnls_max_sweeps, p["nnls_delta"], solver_options)
+        return cls(rank, p["solver"], subsample, seed, check_dtype(dtype), nnls_max_sweeps, p["nnls_delta"], solver_options,
+                   p["subsample_scaling"])
 
     def problem(self, X, device) -> SeparableProblem:
         """Validate X (dense, nonnegative, rank and subsample in range) and build the problem."""
@@ -79,7 +87,8 @@ class SeparableSpec:
         if self.subsample is not None and self.subsample > n:
             raise ValueError(f"subsample must be <= n = {n} (the number of columns), got {self.subsample}")
         return SeparableProblem(
-            data.X, self.rank, make_generator(self.seed, data.device), self.subsample, self.nnls_max_sweeps, self.nnls_delta
+            data.X, self.rank, make_generator(self.seed, data.device), self.subsample, self.nnls_max_sweeps, self.nnls_delta,
+            self.subsample_scaling,
         )
 
 
@@ -96,9 +105,15 @@ class SeparableNMF(FactorModule):
         ``"h2nmf"``, ``"fgnsr"`` (see ``available_solvers("separable")``).
     subsample : int, optional
         Cluster the columns into k groups with H2NMF, keep one representative per
-        cluster scaled by the square root of its size, select among the k
-        representatives, then fit H on all columns ("FGNSR-500" is
+        cluster (its column closest to the cluster's leading singular vector), select
+        among the k representatives, then fit H on all columns ("FGNSR-500" is
         ``solver="fgnsr", subsample=500``). Needs rank <= k <= n.
+    subsample_scaling : {"authors", "sqrt-size", "none"}
+        How the representatives are weighted: ``"authors"`` (default) as Gillis and Luce's
+        demo, scaled by the square root of the cluster size for FGNSR only (the other methods
+        select among the plain columns); ``"sqrt-size"`` scaled for every method (lower errors
+        for SPA, SNPA and XRAY on Urban and Moffett,
+        ``experiments/results/separable_subsample_scaling.json``); ``"none"``.
     seed : int, optional
         Seed of the ``torch.Generator`` (VCA's directions, FGNSR's tie-breaking p).
     device, dtype :
@@ -149,6 +164,7 @@ class SeparableNMF(FactorModule):
         solver: str = "spa",
         *,
         subsample: int | None = None,
+        subsample_scaling: str = "authors",
         seed: int | None = None,
         device=None,
         dtype=None,
@@ -160,8 +176,9 @@ class SeparableNMF(FactorModule):
         check_device(device)
         self.spec = SeparableSpec.create(
             rank, solver, subsample=subsample, seed=seed, dtype=dtype, nnls_max_sweeps=nnls_max_sweeps,
-            nnls_delta=nnls_delta, solver_options=solver_options,
+            nnls_delta=nnls_delta, solver_options=solver_options, subsample_scaling=subsample_scaling,
         )
+        self.subsample_scaling = self.spec.subsample_scaling
         self.rank = rank
         self.solver = self.spec.solver
         self.subsample = subsample
@@ -179,6 +196,8 @@ class SeparableNMF(FactorModule):
         parts = [f"rank={self.rank}", f"solver={self.solver!r}"]
         if self.subsample is not None:
             parts.append(f"subsample={self.subsample}")
+            if self.subsample_scaling != "authors":
+                parts.append(f"subsample_scaling={self.subsample_scaling!r}")
         return ", ".join(parts)
 
     @property

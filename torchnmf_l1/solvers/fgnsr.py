@@ -53,6 +53,8 @@ class FGNSR(SeparableSolver):
     an increase for convergence, so a positive tol is safe here.
     """
 
+    scales_representatives = True  # subsampled: representatives weighted by sqrt(cluster size), as the authors
+
     one_shot = False
     detects_rank = True
     fit_defaults = FitDefaults(max_iter=500, tol=1e-6, check_every=10)

@@ -10,8 +10,10 @@ fit loop like every other solver.
 Any of them runs on cluster representatives with ``problem.subsample = k`` (the "-k"
 variants of Gillis and Luce, 2018): :meth:`SeparableSolver.create` then wraps it in
 :class:`Subsampled`, which clusters the columns with H2NMF, runs the method on the
-representatives (scaled by the square root of their cluster sizes), maps the selection
-back to columns of X and fits H on all columns.
+representatives, maps the selection back to columns of X and fits H on all columns. As in
+the authors' demo, the representatives are scaled by the square root of their cluster
+sizes for FGNSR (``scales_representatives``) and left as they are for the other methods
+(``problem.subsample_scaling="authors"``); ``"sqrt-size"`` scales them for every method.
 
 References
 ----------
@@ -64,6 +66,8 @@ class SeparableSolver(Solver):
     family = "separable"
     one_shot: ClassVar[bool] = True
     detects_rank: ClassVar[bool] = False
+    #: a subsampled fit scales the representatives by sqrt(cluster size) (subsample_scaling="authors")
+    scales_representatives: ClassVar[bool] = False
     fit_defaults = FitDefaults(max_iter=1, tol=0.0, check_every=1)
 
     def __init__(self, problem: SeparableProblem, state=None, **options):
@@ -138,8 +142,9 @@ class Subsampled(Solver):
 
     Built by :meth:`SeparableSolver.create` when ``problem.subsample = k``: clusters the
     columns of X into k groups (:func:`~torchnmf_l1.kernels.h2nmf_clustering`), keeps one
-    representative per cluster scaled by the square root of its size, runs the solver on
-    them, maps its selection back to columns of X and fits H on all columns.
+    representative per cluster (scaled by the square root of its size when
+    ``problem.subsample_scaling`` says so), runs the solver on them, maps its selection back
+    to columns of X and fits H on all columns.
     """
 
     family = "separable"
@@ -157,7 +162,10 @@ class Subsampled(Solver):
         reps = self.clusters.representatives
         if problem.rank is not None and reps.numel() < problem.rank:
             raise ValueError(f"subsample={k} gave only {reps.numel()} clusters, fewer than rank={problem.rank}")
-        representatives = X.index_select(1, reps) * self.clusters.sizes.to(X.dtype).sqrt()
+        representatives = X.index_select(1, reps)
+        scaling = problem.subsample_scaling
+        if scaling == "sqrt-size" or (scaling == "authors" and solver_cls.scales_representatives):
+            representatives = representatives * self.clusters.sizes.to(X.dtype).sqrt()
         self.cluster_seconds = time.perf_counter() - start
         self.inner = solver_cls(replace(problem, X=representatives, subsample=None), None, **options)
 
