@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ..data import Data, check_dtype, check_factor, floating_dtype, prepare_data
+from ..data import Data, block_diagonal, check_dtype, check_factor, floating_dtype, prepare_data
 from ..missing import prepare_weighted
 from ..exceptions import NotFittedError
 from ..fit import FitResult
@@ -44,7 +44,19 @@ NMF_PARAMETERS = {
     "l1_reg_H": Param(0.0, _PENALTY, "L1 penalty on H"),
     "l2_reg_H": Param(0.0, _PENALTY, "squared-L2 penalty on H"),
     "seed": Param(None, OneOf(None, Integer(0)), "seed of the random initialisations"),
+    "n_replicates": Param(None, OneOf(None, Integer(1)),
+                          "fit this many seeded starts of one X at once (replicate k: seed + k)"),
 }
+
+#: initialisations that give every replicate the same start
+_DETERMINISTIC_INITS = frozenset({"nndsvd", "nndsvda"})
+
+
+def _copies(data: Data, count: int) -> Data:
+    """``count`` copies of one X as a batch: dense (count, m, n), or a block-diagonal CSR."""
+    if data.sparse:
+        return Data.from_tensor(block_diagonal([data.X] * count), batch=count)
+    return Data.from_tensor(data.X.unsqueeze(0).expand(count, -1, -1).contiguous())
 
 
 class NMF(FactorModule):
@@ -77,6 +89,13 @@ class NMF(FactorModule):
     seed : int, optional
         Seed of the ``torch.Generator`` used by random initialisations (each problem
         of a batch is initialised from this seed, on its own matrix).
+    n_replicates : int, optional
+        Fit R starts of one X as one batched problem (every replicate in the same kernels):
+        replicate k starts as ``NMF(..., seed=seed + k)`` would (seed 0 when None) and ends
+        equal to that single fit; W becomes (R, m, r), H (R, r, n), ``replicate_objectives_``
+        the final objective of each and ``best_`` the index of the lowest
+        (``fit(X, keep="best")`` keeps only that one). The starts must be random: the
+        default init is then ``"random"`` for the solvers whose default is NNDSVD(a).
     device, dtype :
         Where and in which precision (float32 or float64) the factors live; by default
         ``dtype`` follows the data (float32 and float64 are kept, integers become the
@@ -127,6 +146,7 @@ class NMF(FactorModule):
         l1_reg_H: float = 0.0,
         l2_reg_H: float = 0.0,
         seed: int | None = None,
+        n_replicates: int | None = None,
         device=None,
         dtype=None,
         **solver_options,
@@ -135,6 +155,7 @@ class NMF(FactorModule):
         check_params(self.hyperparameters, dict(
             rank=rank, shape=shape, loss=loss, beta=beta, zero_weight=zero_weight, solver=solver, init=init,
             l1_reg_W=l1_reg_W, l2_reg_W=l2_reg_W, l1_reg_H=l1_reg_H, l2_reg_H=l2_reg_H, seed=seed,
+            n_replicates=n_replicates,
         ), "NMF")
         check_device(device)
         self.rank = rank
@@ -149,7 +170,17 @@ class NMF(FactorModule):
         solver_cls.check_options(solver_options)
         self.solver_options = dict(solver_options)
         self.init = solver_cls.default_init if init is None else init.lower()
+        self.n_replicates = n_replicates
+        if n_replicates is not None and self.init in _DETERMINISTIC_INITS:
+            if init is not None:
+                raise ValueError(
+                    f"init={init!r} gives every replicate the same start; use a random init with n_replicates "
+                    "('random', 'nndsvdar', 'l1-init')"
+                )
+            self.init = "random"
         self.seed = seed
+        self.best_: int | None = None
+        self.replicate_objectives_: list | None = None
         self.dtype = check_dtype(dtype)
         if shape is None:
             m, n = 0, 0
@@ -226,7 +257,13 @@ class NMF(FactorModule):
             raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
         return data, weight_data, init_data
 
-    def _generators(self, data: Data, generator):
+    def _generators(self, data: Data, generator, replicates: int | None = None):
+        if replicates is not None:
+            if generator is not None:  # the replicates draw their starts one after another from it
+                return [generator] * replicates
+            base = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - replicates, ()))
+            self.replicate_seeds_ = [base + k for k in range(replicates)]
+            return [make_generator(seed, data.device) for seed in self.replicate_seeds_]
         if generator is not None:
             return generator if data.batch is None else [generator] * data.batch
         if data.batch is None:
@@ -256,7 +293,11 @@ class NMF(FactorModule):
             return check_factor(W, "W", W_shape, **like), check_factor(H, "H", H_shape, **like)
         if init == "custom":
             raise ValueError("init='custom' needs both W and H (pass W= and H= to fit)")
-        W0, H0 = initialize(data, self.rank, init, generator=generator)
+        if problem.shared:  # replicates of one X: each start drawn on X with its own generator
+            starts = [initialize(data, self.rank, init, generator=g) for g in generator]
+            W0, H0 = torch.stack([w for w, _ in starts]), torch.stack([h for _, h in starts])
+        else:
+            W0, H0 = initialize(data, self.rank, init, generator=generator)
         W0 = check_factor(W, "W", W_shape, **like) if W is not None else W0
         H0 = check_factor(H, "H", H_shape, **like) if H is not None else H0
         return W0, H0
@@ -273,6 +314,7 @@ class NMF(FactorModule):
         fix_W: bool = False,
         fix_H: bool = False,
         generator: torch.Generator | None = None,
+        keep: str = "all",
         **fit_options,
     ) -> FitResult:
         """Fit W and H to X.
@@ -303,6 +345,9 @@ class NMF(FactorModule):
             Keep W (resp. H) fixed: the model's current factor or the one given.
         generator : torch.Generator, optional
             Overrides the model's seed for random initialisations.
+        keep : {"all", "best"}
+            With ``n_replicates``: keep every replicate (W of shape (R, m, r)) or only the
+            one of lowest final objective (W of shape (m, r)).
         **fit_options
             ``max_iter``, ``tol``, ``time_limit``, ``check_every``, ``callbacks``,
             ``progress``, ``warn``, ``compile``: see :class:`torchnmf_l1.fit.FitOptions`
@@ -316,16 +361,51 @@ class NMF(FactorModule):
         """
         if fix_W and fix_H:
             raise ValueError("fix_W and fix_H cannot both be True: there would be nothing to fit")
+        if keep not in ("all", "best"):
+            raise ValueError(f"keep must be 'all' or 'best', got {keep!r}")
+        R = self.n_replicates
+        if keep == "best" and R is None:
+            raise ValueError("keep='best' chooses among replicates: create the model with n_replicates=R")
         data, weight_data, init_data = self._prepare(X, mask, weights)
-        problem = NMFProblem(data, self.loss, self.penalties, update_W=not fix_W, update_H=not fix_H, weights=weight_data)
+        batch = None
+        if R is not None:
+            if data.batch is not None:
+                raise ValueError(f"n_replicates fits R starts of one X; got a batch of {data.batch} matrices")
+            data, init_data, batch = self._replicated(data, init_data, weight_data, R)
+        problem = NMFProblem(data, self.loss, self.penalties, batch=batch, update_W=not fix_W, update_H=not fix_H,
+                             weights=weight_data)
         with torch.no_grad():
-            W0, H0 = self._initial_factors(init_data, problem, init, W, H, fix_W, fix_H, self._generators(data, generator))
+            generators = self._generators(data if R is None else init_data, generator, R)
+            W0, H0 = self._initial_factors(init_data, problem, init, W, H, fix_W, fix_H, generators)
             state = FactorState(W0.clone(), H0.clone())
         result, output = self._run_solver("nmf", self.solver, problem, state, self.solver_options, fit_options)
-        set_factor_(self, "W", output.factors["W"])
-        set_factor_(self, "H", output.factors["H"])
+        W_fit, H_fit = output.factors["W"], output.factors["H"]
+        if R is not None:
+            objectives = result.objective[-1]
+            self.replicate_objectives_ = list(objectives)
+            self.best_ = min(range(R), key=lambda k: objectives[k])
+            if keep == "best":
+                W_fit, H_fit = W_fit[self.best_], H_fit[self.best_]
+        set_factor_(self, "W", W_fit)
+        set_factor_(self, "H", H_fit)
         self.result_ = result
         return result
+
+    def _replicated(self, data: Data, init_data: Data, weight_data: Data | None, R: int):
+        """(data, init_data, batch) of R replicates: one shared dense X (batch=R) for the solvers
+        that broadcast it, else R copies of X as a batch (the L1 solvers; a sparse X, whose
+        products and losses on the support run on the block-diagonal batch)."""
+        solver_cls = get_solver(self.solver)
+        if solver_cls.takes_replicates and not data.sparse:
+            if weight_data is not None and weight_data.sparse:
+                raise ValueError("n_replicates with mask= / weights= needs the dense layout (a dense X and dense mask)")
+            return data, init_data, R
+        if weight_data is not None:
+            raise ValueError(f"n_replicates with mask= / weights= needs a dense X and a solver that shares X "
+                             f"between the replicates (hals, mu); got solver {self.solver!r}"
+                             + (" and a sparse X" if data.sparse else ""))
+        copies = _copies(data, R)
+        return copies, copies, None
 
     def fit_transform(self, X, **fit_kwargs) -> Tensor:
         """Fit to X and return H (r x n), detached."""

@@ -142,6 +142,9 @@ class NMFSolver(Solver):
     supports_sparse: ClassVar[bool] = True
     #: takes entry weights and missing entries (``problem.weights``)
     supports_weights: ClassVar[bool] = False
+    #: fits several factor pairs to one shared X (``problem.shared``); otherwise a model
+    #: fits replicates as a batch of copies of X
+    takes_replicates: ClassVar[bool] = True
     default_init: ClassVar[str] = "nndsvda"  # the model's init when it is given none
 
     def __init__(self, problem: NMFProblem, state: FactorState, **options):

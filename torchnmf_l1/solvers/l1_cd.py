@@ -228,6 +228,7 @@ class SparseL1CD(_L1Base):
 
     supports_sparse = True
     supports_weights = True  # on the observed entries: the missing ones weigh nothing
+    takes_replicates = False  # a residual per problem: replicates are fitted as copies of X
 
     def __init__(self, problem, state, **options):
         super().__init__(problem, state, **options)
