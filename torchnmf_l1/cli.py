@@ -76,6 +76,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", dest="quiet_run", help=argparse.SUPPRESS)
     run.add_argument("--progress", action="store_true", dest="progress_run", help=argparse.SUPPRESS)
 
+    sweep = sub.add_parser("sweep", help="rank selection: replicates at each rank of a run config's [sweep] table")
+    sweep.add_argument("config", help="run config with model.name = 'nmf' and a [sweep] table (ranks = [...])")
+    sweep.add_argument("--ranks", type=int, nargs="+", help="override sweep.ranks")
+    sweep.add_argument("--replicates", type=int, dest="n_replicates", help="override sweep.n_replicates")
+    sweep.add_argument("--output", "-o", help="override run.output (the folder written)")
+    sweep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override any config key (value in TOML syntax); repeatable")
+    sweep.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    sweep.add_argument("--no-figures", action="store_true", help="write no figure")
+
     info = sub.add_parser("info", help="describe a data file")
     info.add_argument("file")
     info.add_argument("--key", help="variable of a .npz / .mat file")
@@ -395,6 +405,82 @@ def _cmd_run(args) -> int:
     return EXIT_OK
 
 
+def sweep_config(config: dict, output, *, figures: bool = True, overwrite: bool = False) -> dict:
+    """Run :func:`torchnmf_l1.sweep.rank_sweep` on a validated config's data; write sweep.json
+    (one row per rank, every replicate's objective), consensus.npz (W_r, H_r of each rank's
+    consensus) and figures/rank_sweep.png into ``output``. Returns the report."""
+    import scipy.sparse
+    import torch
+
+    from .io.outputs import atomic_directory, environment, write_report
+    from .io.plots import have_matplotlib, plot_rank_sweep
+    from .sweep import rank_sweep
+
+    model, sweep = config["model"], config["sweep"]
+    if model["name"] != "nmf":
+        raise _config_error(f"torchnmf-l1 sweep fits NMF replicates: model.name must be 'nmf', got {model['name']!r}")
+    if sweep["ranks"] is None:
+        raise _config_error("torchnmf-l1 sweep needs sweep.ranks = [...] in the config (or --ranks 2 3 4)")
+    draw = figures and config["output"]["figures"]
+    if draw and not have_matplotlib():
+        raise _config_error("output.figures = true needs matplotlib (pip install 'torchnmf-l1[plot]'); set it to false or pass --no-figures")
+    if config["run"]["threads"] is not None:
+        torch.set_num_threads(config["run"]["threads"])
+    ds = _load_data(config)
+    X = ds.X.toarray() if scipy.sparse.issparse(ds.X) else ds.X
+    dtype = torch.float64 if config["run"]["dtype"] == "float64" else torch.float32
+    X = torch.as_tensor(np.asarray(X), dtype=dtype, device=config["run"]["device"])
+    options = {k: model[k] for k in ("loss", "beta", "zero_weight", "solver", "init", "l1_reg_W", "l2_reg_W", "l1_reg_H",
+                                     "l2_reg_H") if model.get(k) is not None}
+    options.update(model["options"])
+    fit = config["fit"]
+    with atomic_directory(output, overwrite=overwrite) as tmp:
+        start = time.perf_counter()
+        try:
+            result = rank_sweep(X, sweep["ranks"], sweep["n_replicates"], holdout=float(sweep["holdout"]),
+                                seed=sweep["seed"], max_iter=fit["max_iter"] or 500, tol=fit["tol"] if fit["tol"] is not None else 1e-5,
+                                dtype=dtype, **options)
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"{ds.source}: {err}") from None
+        report = {"name": config["run"]["name"], "data": {"source": ds.source, "shape": list(X.shape)},
+                  "seconds": time.perf_counter() - start, "sweep": dict(sweep), "table": result.table(),
+                  "objectives": {r.rank: r.objectives for r in result.results},
+                  "versions": environment(config["run"]["device"]), "config": config}
+        np.savez(tmp / "consensus.npz", **{f"W_{r.rank}": _numpy(r.consensus_W) for r in result.results},
+                 **{f"H_{r.rank}": _numpy(r.consensus_H) for r in result.results})
+        report["figures"] = []
+        if draw:
+            (tmp / "figures").mkdir()
+            plot_rank_sweep(result, tmp / "figures" / "rank_sweep.png", title=f"{config['run']['name']}: rank selection")
+            report["figures"] = ["figures/rank_sweep.png"]
+        write_report(tmp / "sweep.json", report)
+    return report
+
+
+def _cmd_sweep(args) -> int:
+    from .config import load_config
+
+    overrides = list(args.set)
+    if args.ranks:
+        overrides.append(f"sweep.ranks={json.dumps(args.ranks)}")
+    if args.n_replicates is not None:
+        overrides.append(f"sweep.n_replicates={args.n_replicates}")
+    if args.output is not None:
+        overrides.append(f"run.output={json.dumps(args.output)}")
+    config = load_config(args.config, overrides)
+    output = config["run"]["output"] or str(Path("runs") / (config["run"]["name"] + "-sweep"))
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        report = sweep_config(config, output, figures=not args.no_figures, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"{'rank':>5} {'best error':>11} {'held out':>9} {'silhouette':>10} {'cophenetic':>10}")
+        for row in report["table"]:
+            held = "-" if row["held_out_error"] is None else f"{row['held_out_error']:.4g}"
+            print(f"{row['rank']:>5} {row['best_error']:>11.4g} {held:>9} {row['silhouette']:>10.3f} {row['cophenetic']:>10.3f}")
+        print(f"{report['name']}: {len(report['table'])} ranks in {report['seconds']:.2f}s; wrote {Path(output).resolve()}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- info, list
 def describe(path, key=None) -> dict:
     """Shape, kind, dtype, sparsity, nonnegativity, min/max and memory of a data file, and its variables."""
@@ -510,7 +596,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    commands = {"run": _cmd_run, "info": _cmd_info, "list": _cmd_list}
+    commands = {"run": _cmd_run, "sweep": _cmd_sweep, "info": _cmd_info, "list": _cmd_list}
     try:
         return commands[args.command](args)
     except (ConfigError, DataError, UsageError, FileExistsError) as err:

@@ -32,6 +32,11 @@ validated here. Layout::
     figures = true
     plots = ["convergence", "abundances", "spectra"]
 
+    [sweep]                      # `torchnmf-l1 sweep` only: the ranks and replicates of rank_sweep
+    ranks = [2, 3, 4, 5, 6]
+    n_replicates = 20
+    holdout = 0.1                # share of entries held out for the cross-validated error
+
 The ``[model]`` schema of a model is generated from its ``hyperparameters`` table (the
 table its constructor checks), so a config accepts exactly what the model accepts, with
 the same allowed values; ``dictionary`` keys take ``"self"`` (X is its own dictionary),
@@ -166,6 +171,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "true_rank": Field((int,), 4, _positive_int, "an integer >= 1"),
         "noise": Field((int, float), 0.0, _nonneg, "a number >= 0"),
         "data_seed": Field((int,), 0, _nonneg, "an integer >= 0"),
+    },
+    "sweep": {  # read by `torchnmf-l1 sweep` only (torchnmf_l1.sweep.rank_sweep)
+        "ranks": Field((list,), None, lambda v: len(v) > 0 and all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                                                                    for r in v), "a non-empty list of integers >= 1"),
+        "n_replicates": Field((int,), 20, lambda v: v >= 2, "an integer >= 2"),
+        "holdout": Field((int, float), 0.1, lambda v: 0 <= v <= 0.9, "a number in [0, 0.9]"),
+        "seed": Field((int,), 0, _nonneg, "an integer >= 0"),
     },
     "output": {
         "figures": Field((bool,), True),

@@ -205,3 +205,35 @@ def plot_top_words(W, path, *, vocabulary=None, n_words: int = 10, title: str = 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_rank_sweep(sweep, path=None, *, title: str = "rank selection") -> Path:
+    """The measures of a :func:`torchnmf_l1.sweep.rank_sweep` against the rank: the errors
+    (best and median replicate, consensus, held-out when measured) and the stability
+    (silhouette of the component clusters, cophenetic correlation of the consensus)."""
+    rows = sweep.table()
+    ranks = [row["rank"] for row in rows]
+    fig = _figure(10, 3.6)
+    errors, stable = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    errors.plot(ranks, [row["best_error"] for row in rows], "o-", label="best replicate")
+    errors.plot(ranks, [row["median_error"] for row in rows], "s--", label="median replicate")
+    errors.plot(ranks, [row["consensus_error"] for row in rows], "^:", label="consensus")
+    if rows[0]["held_out_error"] is not None:
+        errors.plot(ranks, [row["held_out_error"] for row in rows], "D-", color="C3",
+                    label=f"held out ({sweep.holdout:.0%} of entries)")
+    values = [v for row in rows for v in (row["best_error"], row["median_error"], row["consensus_error"]) if v is not None]
+    if values and min(values) > 0:
+        errors.set_yscale("log")
+    errors.set_xlabel("rank")
+    errors.set_ylabel("relative error ||X - WH|| / ||X||")
+    errors.legend(fontsize=8)
+    errors.grid(True, alpha=0.3)
+    stable.plot(ranks, [row["silhouette"] for row in rows], "o-", label="silhouette (components)")
+    stable.plot(ranks, [row["cophenetic"] for row in rows], "s--", label="cophenetic correlation")
+    stable.set_xlabel("rank")
+    stable.set_ylabel("stability (1 = every start agrees)")
+    stable.set_ylim(top=1.02)
+    stable.legend(fontsize=8)
+    stable.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -30,6 +30,7 @@ from .weighted import (
     weighted_row_statistics,
     weighted_scale,
     row_gram_nnls_sweep_,
+    problem_chunks,
 )
 from .dictionary import atom_gap, atom_scores, match_atoms, proximal_weight, subspace_atoms
 from .cp import cp_balance_, cp_gram_hadamard, cp_mttkrp, cp_reconstruct
@@ -141,6 +142,7 @@ __all__ = [
     "weighted_scale",
     "weighted_row_statistics",
     "row_gram_nnls_sweep_",
+    "problem_chunks",
     "weighted_median",
     "weighted_median_select",
     "wh_on_support",

@@ -36,11 +36,14 @@ beta-divergence", Neural Computation 23(9), 2011.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import Tensor
 
 from .mu import sparse_pattern_wt
-from .products import Support, relative_floor, wh_on_support
+from .products import Support, chunk_size, relative_floor, wh_on_support
 
 __all__ = [
     "entry_divergence",
@@ -52,10 +55,43 @@ __all__ = [
     "weighted_mu_ratio_terms",
     "weighted_row_statistics",
     "row_gram_nnls_sweep_",
+    "problem_chunks",
 ]
 
 # Entries of the (rows x r x block) temporary of weighted_row_statistics materialised at once.
 _STATISTICS_ELEMENTS = 1 << 24
+# Entries of WH (or of the residual) of a dense batch (replicates) materialised at once: a batch
+# of B problems is processed a few problems at a time, never B m n entries together.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+def problem_chunks(batch: int, m: int, n: int) -> list[slice]:
+    """Slices of a batch of ``batch`` m x n problems, each at most ``_BLOCK_ELEMENTS`` entries."""
+    step = chunk_size(batch, m * n, _BLOCK_ELEMENTS)
+    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+
+
+def _chunked(fn):
+    """Apply ``fn(X, W, H, weights, ...)`` to a dense batch a few problems at a time, concatenated."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        W, H, X = given["W"], given["H"], given["X"]
+        if given.get("support") is not None or W.dim() == 2:
+            return fn(*bound.args, **bound.kwargs)
+        parts = []
+        for chunk in problem_chunks(W.shape[0], W.shape[-2], H.shape[-1]):
+            part = dict(given, W=W[chunk], H=H[chunk], X=X if X.dim() == 2 else X[chunk])
+            parts.append(fn(**part))
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat([p[i] for p in parts]) for i in range(len(parts[0])))
+        return torch.cat(parts)
+
+    return wrapper
 
 
 def entry_divergence(x: Tensor, y: Tensor, beta: float | None) -> Tensor:
@@ -90,6 +126,7 @@ def _sum(values: Tensor, dense: bool) -> Tensor:
     return values.sum(dim=(-2, -1)) if dense else values.sum()
 
 
+@_chunked
 def weighted_loss(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, beta: float | None, support: Support | None = None) -> Tensor:
     r""":math:`\sum_{ij} w_{ij}\, d_\beta(X_{ij} \mid (WH)_{ij})` (0-dim, or (B,) for dense factors of a
     batch); ``beta=None``: the weighted L1 loss :math:`\sum_{ij} w_{ij} |X_{ij} - (WH)_{ij}|`.
@@ -111,6 +148,7 @@ def weighted_loss(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, beta: float 
     return _sum(terms, dense)
 
 
+@_chunked
 def weighted_relative_error(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, support: Support | None = None) -> Tensor:
     r""":math:`\sqrt{\sum w (X - WH)^2 / \sum w X^2}` over the observed entries."""
     dense = support is None
@@ -128,6 +166,7 @@ def weighted_residual(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, support:
     return support.values - wh_on_support(W, H, support.rows, support.cols)
 
 
+@_chunked
 def weighted_scale(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, support: Support | None = None) -> Tensor:
     r"""The s minimising :math:`\sum w (X - s\,WH)^2`: :math:`\sum w X\, WH / \sum w (WH)^2`
     (1 where that is not positive); 0-dim, or (B, 1, 1) for dense factors of a batch."""
@@ -202,6 +241,7 @@ def weighted_hals_update_(
     return F
 
 
+@_chunked
 def weighted_mu_ratio_terms(
     X: Tensor,
     W: Tensor,

@@ -120,15 +120,24 @@ class AcceleratedHALS(NMFSolver):
         # One sweep per factor (the residual changes with every row, so there is no cheap
         # inner sweep to repeat); the residual is recomputed once per iteration, so that
         # round-off does not accumulate in it.
+        d, weights = self.problem.data, self.problem.weight_values
+        if d.sparse or self.Wt.dim() == 2:
+            self._weighted_sweeps(self.Wt, self.H, d.X)
+            return
+        m, n = self.problem.shape  # replicates: a few at a time, never B residuals of m x n at once
+        for chunk in kernels.problem_chunks(self.Wt.shape[0], m, n):
+            self._weighted_sweeps(self.Wt[chunk], self.H[chunk], d.X if d.X.dim() == 2 else d.X[chunk])
+
+    def _weighted_sweeps(self, Wt, H, X) -> None:
         d, pen, weights = self.problem.data, self.problem.penalties, self.problem.weight_values
-        residual = kernels.weighted_residual(d.X, self.W, self.H, weights, d.support)
+        residual = kernels.weighted_residual(X, Wt.mT, H, weights, d.support)
         rows, cols = (d.support.rows, d.support.cols) if d.sparse else (None, None)
         if self.update_W:
             if d.sparse:
-                kernels.weighted_hals_update_(self.Wt, self.H, residual, weights, gather=cols, scatter=rows,
+                kernels.weighted_hals_update_(Wt, H, residual, weights, gather=cols, scatter=rows,
                                               l1=pen.l1_W, l2=pen.l2_W)
             else:
-                kernels.weighted_hals_update_(self.Wt, self.H, residual.mT, weights.mT, l1=pen.l1_W, l2=pen.l2_W)
+                kernels.weighted_hals_update_(Wt, H, residual.mT, weights.mT, l1=pen.l1_W, l2=pen.l2_W)
         if self.update_H:
-            kernels.weighted_hals_update_(self.H, self.Wt, residual, weights, gather=rows, scatter=cols,
+            kernels.weighted_hals_update_(H, Wt, residual, weights, gather=rows, scatter=cols,
                                           l1=pen.l1_H, l2=pen.l2_H)
