@@ -169,8 +169,10 @@ def prepare_weighted(
     m, n = T.shape
     if m == 0 or n == 0:
         raise ValueError(f"X is empty: shape {(m, n)}")
-    nan = torch.isnan(T) if not is_sparse(T) else None
-    if mask is None and weights is None and (nan is None or not bool(nan.any())):
+    # NaN propagates through a sum: one read of X, no m x n temporary, unless X has NaN
+    has_nan = not is_sparse(T) and T.is_floating_point() and bool(torch.isnan(T.sum()))
+    nan = torch.isnan(T) if has_nan else None
+    if mask is None and weights is None and nan is None:
         data = prepare_data(T, dtype=dtype, allow_zeros=not positive)
         return data, None, data
     mask = _as_tensor(mask, "mask", (m, n), T.device)
