@@ -4,7 +4,7 @@ from . import kernels
 from .exceptions import DistributedFitError, NotFittedError
 from .fit import FitOptions, FitResult, fit_solver, run_fit
 from .kernels import H2NMFClusters, h2nmf_clustering, ksparse_nnls
-from .models import NMF, DictionaryCP, DictionaryNMF, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
+from .models import NMF, DictionaryCP, DictionaryNMF, NMFLayer, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
 from .registry import available_inits, available_solvers
 from . import init as _inits  # noqa: F401  (registers the initialisations)
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
@@ -21,6 +21,7 @@ def __getattr__(name):
 
 __all__ = [
     "NMF",
+    "NMFLayer",
     "NNLSLayer",
     "SeparableNMF",
     "H2NMFClusters",

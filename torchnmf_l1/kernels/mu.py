@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .products import Support, chunk_size, gram, is_sparse, per_entry, relative_floor, wh_on_support, wt_x
 
-__all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "sparse_pattern_wt", "l21_column_weights"]
+__all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "mu_ratio", "sparse_pattern_wt", "l21_column_weights"]
 
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -144,6 +144,20 @@ def mu_update_(
     (:func:`relative_floor`), a floor that scales with the data. ``active`` (B,) bool, for
     a batch: problems where it is False keep their H.
     """
+    return H.mul_(mu_ratio(H, numerator, denominator, gamma, l1, l2, active))
+
+
+def mu_ratio(
+    H: Tensor,
+    numerator: Tensor,
+    denominator: Tensor,
+    gamma: float = 1.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    active: Tensor | None = None,
+) -> Tensor:
+    """The factor ``(numerator / (denominator + l1 + l2 H))^gamma`` of the MU of H (out of place,
+    differentiable: :func:`mu_update_` applies it in place, the NMF layer as ``H * ratio``)."""
     denominator = denominator + l1 if l1 else denominator
     if l2:
         denominator = denominator + l2 * H
@@ -152,7 +166,7 @@ def mu_update_(
         ratio = ratio**gamma
     if active is not None:
         ratio = torch.where(active.view(-1, 1, 1), ratio, 1.0)
-    return H.mul_(ratio)
+    return ratio
 
 
 def l21_column_weights(residual_norms: Tensor) -> Tensor:

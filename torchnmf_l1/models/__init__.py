@@ -2,9 +2,9 @@
 
 from .cp import DictionaryCP, NonnegativeCP
 from .dictionary import DictionaryNMF
-from .layers import NNLSLayer
+from .layers import NMFLayer, NNLSLayer
 from .nmf import NMF
 from .separable import SeparableNMF
 from .streaming import StreamingNMF
 
-__all__ = ["NMF", "NNLSLayer", "SeparableNMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP", "StreamingNMF"]
+__all__ = ["NMF", "NMFLayer", "NNLSLayer", "SeparableNMF", "DictionaryNMF", "NonnegativeCP", "DictionaryCP", "StreamingNMF"]

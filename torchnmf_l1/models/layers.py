@@ -35,7 +35,7 @@ from ..data import check_dtype
 from ..init import make_generator
 from ..registry import available_solvers, get_solver
 
-__all__ = ["NNLSLayer", "nnls_codes"]
+__all__ = ["NNLSLayer", "NMFLayer", "nnls_codes"]
 
 BACKWARDS = ("unrolled", "implicit")
 LOSSES = ("frobenius", "kl")
@@ -288,3 +288,108 @@ class NNLSLayer(nn.Module):
             with torch.no_grad():
                 kernels.project_nonneg_(self.W)
         return self
+
+
+NMF_BACKWARDS = ("one-step", "unrolled")
+
+
+class NMFLayer(nn.Module):
+    r"""Per-sample NMF as a layer: each input matrix replaced by its rank-r factorization.
+
+    For a batch of nonnegative matrices :math:`X_b` (B, m, n) — a feature map reshaped to
+    channels x positions, say — the layer runs ``n_iter`` multiplicative updates of
+    :math:`X_b \approx W_b H_b` (Frobenius or KL), each sample on its own, from the start
+    :math:`W_b = D` (the layer's dictionary, m x r) and :math:`H_b = \mathrm{softmax}(D^T X_b)`
+    over the r components, coefficients then bases in each step, as the "Hamburger" module
+    (Geng et al., 2021), and returns :math:`W_b H_b` (or the factors, :meth:`factorize`).
+
+    Backward: ``"one-step"`` (the Hamburger paper's one-step gradient: the first
+    ``n_iter - 1`` steps run without autograd and the gradient flows through the last step
+    only, memory independent of ``n_iter``; the start's gradient, that of D, passes straight
+    through the first steps, so that a learned dictionary is trained) or ``"unrolled"``
+    (autograd through every step: the exact gradient of the computed output, memory growing
+    with ``n_iter``).
+
+    Parameters
+    ----------
+    in_features : int
+        m, the rows of each sample.
+    rank : int
+        r.
+    n_iter : int
+        Steps per forward (>= 1).
+    loss : {"frobenius", "kl"}
+    backward : {"one-step", "unrolled"}
+    learn_dictionary : bool
+        D is a Parameter (trained with the network); otherwise a fixed buffer.
+    seed : int, optional
+        Seed of D's uniform start.
+    device, dtype :
+        Of D.
+
+    References
+    ----------
+    Z. Geng, M.-H. Guo, H. Chen, X. Li, K. Wei and Z. Lin, "Is attention better than matrix
+    decomposition?", ICLR 2021.
+    D. D. Lee and H. S. Seung, "Algorithms for non-negative matrix factorization", NIPS 2001.
+    """
+
+    def __init__(self, in_features: int, rank: int, *, n_iter: int = 6, loss: str = "frobenius",
+                 backward: str = "one-step", learn_dictionary: bool = True, seed: int | None = None, device=None,
+                 dtype=None):
+        super().__init__()
+        for name, value, low in (("in_features", in_features, 1), ("rank", rank, 1), ("n_iter", n_iter, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        _check_choice(loss, "loss", LOSSES)
+        _check_choice(backward, "backward", NMF_BACKWARDS)
+        self.in_features, self.rank, self.n_iter = in_features, rank, n_iter
+        self.loss, self.backward, self.seed = loss, backward, seed
+        self.beta = 2.0 if loss == "frobenius" else 1.0
+        dtype = check_dtype(dtype) or torch.get_default_dtype()
+        generator = make_generator(seed, device if device is not None else "cpu")
+        D = torch.rand(in_features, rank, generator=generator, device=device, dtype=dtype)
+        D = D / torch.linalg.vector_norm(D, dim=0).clamp_min(torch.finfo(dtype).tiny)
+        if learn_dictionary:
+            self.dictionary = nn.Parameter(D)
+        else:
+            self.register_buffer("dictionary", D)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, rank={self.rank}, n_iter={self.n_iter}, loss={self.loss!r}, "
+                f"backward={self.backward!r}, learn_dictionary={isinstance(self.dictionary, nn.Parameter)}")
+
+    def _step(self, X: Tensor, W: Tensor, H: Tensor) -> tuple[Tensor, Tensor]:
+        H = H * kernels.mu_ratio(H, *kernels.beta_mu_ratio_terms(X, W, H, self.beta))
+        Wt = W.mT
+        Wt = Wt * kernels.mu_ratio(Wt, *kernels.beta_mu_ratio_terms(X.mT, H.mT, Wt, self.beta))
+        return Wt.mT, H
+
+    def factorize(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(W, H) of each sample: (B, m, r) and (B, r, n), for x of shape (B, m, n) (or (m, n))."""
+        if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[-2] != self.in_features:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape (B, {self.in_features}, n) or ({self.in_features}, n), got {shape}")
+        check_entries(x.detach(), "x")
+        single = x.dim() == 2
+        X = x.unsqueeze(0) if single else x
+        D = self.dictionary.clamp_min(0)
+        W = D.expand(X.shape[0], -1, -1)
+        H = torch.softmax(D.mT @ X, dim=-2)
+        if self.backward == "one-step":
+            with torch.no_grad():
+                Wd, Hd = W.detach(), H.detach()
+                for _ in range(self.n_iter - 1):
+                    Wd, Hd = self._step(X.detach(), Wd, Hd)
+            # the last step with autograd, from the detached iterate (the one-step gradient); the
+            # dictionary's gradient passes straight through the first steps
+            W, H = self._step(X, Wd + (W - W.detach()), Hd)
+        else:
+            for _ in range(self.n_iter):
+                W, H = self._step(X, W, H)
+        return (W[0], H[0]) if single else (W, H)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """W H of each sample, the shape of x."""
+        W, H = self.factorize(x)
+        return W @ H
