@@ -79,3 +79,25 @@ def test_nmf_layer_bad_input():
         layer(torch.rand(2, 5, 3))
     with pytest.raises(ValueError, match="negative"):
         layer(-torch.ones(2, 4, 3))
+
+
+def test_vmap_over_samples_equals_the_batch():
+    from torch.func import vmap
+
+    x = samples(B=4, seed=5)
+    layer = NMFLayer(6, 3, n_iter=3, backward="unrolled", seed=5, validate=False, dtype=F64)
+    torch.testing.assert_close(vmap(layer)(x), layer(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    x = samples(B=3, seed=6)
+    layer = NMFLayer(6, 3, n_iter=3, backward="one-step", seed=6, dtype=F64)
+    compiled = torch.compile(layer, backend="aot_eager")  # no C++ compiler needed
+    xr = x.clone().requires_grad_()
+    out = compiled(xr)
+    torch.testing.assert_close(out, layer(x), rtol=1e-12, atol=1e-13)
+    out.sum().backward()
+    xe = x.clone().requires_grad_()
+    layer(xe).sum().backward()
+    torch.testing.assert_close(xr.grad, xe.grad, rtol=1e-10, atol=1e-12)

@@ -324,8 +324,16 @@ class NMFLayer(nn.Module):
         D is a Parameter (trained with the network); otherwise a fixed buffer.
     seed : int, optional
         Seed of D's uniform start.
+    validate : bool
+        Check that x is finite and nonnegative (one read of the device); ``False`` under
+        ``torch.func.vmap``, which cannot branch on tensor values.
     device, dtype :
         Of D.
+
+    Notes
+    -----
+    ``torch.func.vmap`` over samples (``validate=False``) gives the batched result, and
+    ``torch.compile`` traces the layer (tested with the ``aot_eager`` backend).
 
     References
     ----------
@@ -335,8 +343,8 @@ class NMFLayer(nn.Module):
     """
 
     def __init__(self, in_features: int, rank: int, *, n_iter: int = 6, loss: str = "frobenius",
-                 backward: str = "one-step", learn_dictionary: bool = True, seed: int | None = None, device=None,
-                 dtype=None):
+                 backward: str = "one-step", learn_dictionary: bool = True, seed: int | None = None,
+                 validate: bool = True, device=None, dtype=None):
         super().__init__()
         for name, value, low in (("in_features", in_features, 1), ("rank", rank, 1), ("n_iter", n_iter, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -344,7 +352,7 @@ class NMFLayer(nn.Module):
         _check_choice(loss, "loss", LOSSES)
         _check_choice(backward, "backward", NMF_BACKWARDS)
         self.in_features, self.rank, self.n_iter = in_features, rank, n_iter
-        self.loss, self.backward, self.seed = loss, backward, seed
+        self.loss, self.backward, self.seed, self.validate = loss, backward, seed, bool(validate)
         self.beta = 2.0 if loss == "frobenius" else 1.0
         dtype = check_dtype(dtype) or torch.get_default_dtype()
         generator = make_generator(seed, device if device is not None else "cpu")
@@ -370,7 +378,8 @@ class NMFLayer(nn.Module):
         if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[-2] != self.in_features:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be a tensor of shape (B, {self.in_features}, n) or ({self.in_features}, n), got {shape}")
-        check_entries(x.detach(), "x")
+        if self.validate:
+            check_entries(x.detach(), "x")
         single = x.dim() == 2
         X = x.unsqueeze(0) if single else x
         D = self.dictionary.clamp_min(0)
