@@ -26,7 +26,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .checks import dense_tensor
-from .data import prepare_data
 from .exceptions import DistributedFitError
 from .missing import prepare_weighted
 from .problem import DistributedProblem, FactorState, Penalties, resolve_loss
@@ -129,15 +128,10 @@ def DistributedNMFSolver(
         raise ValueError("X is on the meta device, which holds no values; give a tensor with data")
     if isinstance(X, Tensor) and X.device != W.device:
         raise ValueError(f"X is on {X.device} but W is on {W.device}; move them to one device")
-    weight_data = None
-    if mask is not None or weights is not None or (isinstance(X, Tensor) and X.layout == torch.strided
-                                                  and X.is_floating_point() and bool(torch.isnan(X).any())):
-        data, weight_data, _ = prepare_weighted(X, mask, weights, device=W.device, dtype=W.dtype,
-                                                positive=resolved.needs_positive_data)
-        if weight_data is not None and weight_data.sparse:
-            raise ValueError("the data-parallel weighted fit needs a dense X and dense mask / weights on each rank")
-    else:
-        data = prepare_data(X, device=W.device, dtype=W.dtype, allow_zeros=not resolved.needs_positive_data)
+    data, weight_data, _ = prepare_weighted(X, mask, weights, device=W.device, dtype=W.dtype,
+                                            positive=resolved.needs_positive_data)
+    if weight_data is not None and weight_data.sparse:
+        raise ValueError("the data-parallel weighted fit needs a dense X and dense mask / weights on each rank")
     problem = DistributedProblem(data, resolved, Penalties(l1_reg_W, l2_reg_W, l1_reg_H, l2_reg_H), group, weight_data)
     return solver_cls(problem, FactorState(W, H), **options)
 

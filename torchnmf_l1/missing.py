@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import Data, _drop_stored_zeros, _is_scipy_sparse, _to_torch, prepare_data
+from .checks import check_entries
+from .data import Data, _drop_stored_zeros, _is_scipy_sparse, _to_torch, check_dtype, floating_dtype, prepare_data
 from .exceptions import warn_user
 from .kernels.products import is_sparse
 
@@ -71,16 +72,9 @@ def _as_tensor(value, name: str, shape, device, data_name: str = "X") -> Tensor:
 
 
 def _check_weight_values(values: Tensor, name: str) -> None:
-    if values.numel() == 0:
-        return
     if not values.is_floating_point() and values.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
         raise TypeError(f"{name} must be numeric, got dtype {values.dtype}")
-    bad = int((~torch.isfinite(values.double())).sum())
-    if bad:
-        raise ValueError(f"{name} contains NaN or infinite values ({bad} entries); weights must be finite and >= 0")
-    low = float(values.min())
-    if low < 0:
-        raise ValueError(f"{name} has negative entries (minimum {low:.6g}); weights must be >= 0")
+    check_entries(values, name)
 
 
 def _check_mask(mask: Tensor) -> None:
@@ -103,20 +97,14 @@ def warn_empty(counts_rows: Tensor, counts_cols) -> None:
 
 
 def _check_observed_values(x: Tensor, positive: bool) -> None:
-    if x.numel() == 0:
-        return
-    bad = int((~torch.isfinite(x)).sum())
-    if bad:
-        raise ValueError(f"X contains infinite values at {bad} observed entries (mark missing entries with NaN or mask=)")
-    low = float(x.min())
-    if low < 0:
-        raise ValueError(f"X has negative observed entries (minimum {low:.6g}); NMF needs X >= 0 where observed")
-    if positive and low == 0:
+    check_entries(x, "X (its observed entries)")
+    if positive and x.numel() and bool((x == 0).any()):
         raise ValueError("X contains zeros at observed entries, which this loss does not allow")
 
 
 def prepare_weighted(
-    X, mask=None, weights=None, *, device=None, dtype=None, positive: bool = False, layout: str = "auto"
+    X, mask=None, weights=None, *, device=None, dtype=None, positive: bool = False, layout: str = "auto",
+    allow_batch: bool = False,
 ) -> tuple[Data, Data | None, Data]:
     """Validate X, ``mask``, ``weights`` (and NaN entries of a dense X) for a weighted fit.
 
@@ -134,6 +122,8 @@ def prepare_weighted(
     layout : {"auto", "support"}
         ``"auto"``: dense when X, mask and weights are all dense, else the support layout;
         ``"support"``: always the observed entries only (the L1 solver's layout).
+    allow_batch : bool
+        Without mask and weights, a batch of matrices goes to :func:`prepare_data` as is.
 
     Returns
     -------
@@ -154,15 +144,16 @@ def prepare_weighted(
         A mask or weights of another shape, negative, NaN or infinite weights, no observed
         entry, infinite or negative observed entries of X.
     """
+    dtype = check_dtype(dtype) or floating_dtype(X)
     if isinstance(X, (list, tuple)) or (hasattr(X, "ndim") and X.ndim != 2):
+        if mask is None and weights is None:  # not one matrix: prepare_data's own checks and messages
+            data = prepare_data(X, device=device, dtype=dtype, allow_zeros=not positive, allow_batch=allow_batch)
+            return data, None, data
         shape = getattr(X, "shape", None)
         raise ValueError(
             "mask=, weights= and NaN entries need one matrix X (m x n); "
             f"got {'a list' if isinstance(X, (list, tuple)) else f'shape {tuple(shape)}'}: fit each matrix on its own"
         )
-    from .data import check_dtype, floating_dtype
-
-    dtype = check_dtype(dtype) or floating_dtype(X)
     T = _to_torch(X, "X", device, dtype)
     if T.dim() != 2:
         raise ValueError(f"X must be 2-D (m x n), got shape {tuple(T.shape)}")

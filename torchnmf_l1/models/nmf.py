@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ..data import Data, block_diagonal, check_dtype, check_factor, floating_dtype, prepare_data
+from ..data import Data, block_diagonal, check_dtype, check_factor, floating_dtype
 from ..missing import prepare_weighted
 from ..exceptions import NotFittedError
 from ..fit import FitResult
@@ -242,16 +242,11 @@ class NMF(FactorModule):
                 f"X is on {X.device} but the model is on {self.W.device}; move one of them (X.to(...) or model.to(...))"
             )
         dtype = self.dtype or floating_dtype(X)
-        positive = self.loss.needs_positive_data
-        one_matrix = not isinstance(X, (list, tuple)) and getattr(X, "ndim", 2) == 2
-        if not one_matrix and mask is None and weights is None:
-            data = prepare_data(X, device=self.W.device, dtype=dtype, allow_zeros=not positive, allow_batch=allow_batch)
-            weight_data, init_data = None, data
-        else:
-            # the L1 solver works on the observed entries only (its weighted medians run over them)
-            layout = "support" if self.loss.beta is None else "auto"
-            data, weight_data, init_data = prepare_weighted(X, mask, weights, device=self.W.device, dtype=dtype,
-                                                            positive=positive, layout=layout)
+        # the L1 solver works on the observed entries only (its weighted medians run over them)
+        layout = "support" if self.loss.beta is None else "auto"
+        data, weight_data, init_data = prepare_weighted(X, mask, weights, device=self.W.device, dtype=dtype,
+                                                        positive=self.loss.needs_positive_data, layout=layout,
+                                                        allow_batch=allow_batch)
         m, n = data.shape
         if self.rank > min(m, n):
             raise ValueError(f"rank must be <= min(m, n) = {min(m, n)} for X of shape {(m, n)}, got {self.rank}")
@@ -375,7 +370,7 @@ class NMF(FactorModule):
         problem = NMFProblem(data, self.loss, self.penalties, batch=batch, update_W=not fix_W, update_H=not fix_H,
                              weights=weight_data)
         with torch.no_grad():
-            generators = self._generators(data if R is None else init_data, generator, R)
+            generators = self._generators(init_data, generator, R)
             W0, H0 = self._initial_factors(init_data, problem, init, W, H, fix_W, fix_H, generators)
             state = FactorState(W0.clone(), H0.clone())
         result, output = self._run_solver("nmf", self.solver, problem, state, self.solver_options, fit_options)
