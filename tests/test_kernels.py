@@ -81,8 +81,18 @@ def test_support_and_wh_on_support(device, dtype, layout, monkeypatch):
     expected = (W @ H)[r_np, c_np]
     close(kernels.wh_on_support(t(W, device, dtype), t(H, device, dtype), rows, cols), expected, dtype, "WH on support")
     # the chunked path gives the same entries
-    monkeypatch.setattr(products_module, "_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(products_module, "_GATHER_ELEMENTS", 7)
     close(kernels.wh_on_support(t(W, device, dtype), t(H, device, dtype), rows, cols), expected, dtype, "chunked")
+    # the sampled product from the CSR row pointer, alone and for a block-diagonal batch
+    crow = torch.as_tensor(np.concatenate([[0], np.cumsum(np.count_nonzero(X, axis=1))]), device=device)
+    close(kernels.wh_on_support(t(W, device, dtype), t(H, device, dtype), rows, cols, crow), expected, dtype, "sampled")
+    m, n = X.shape
+    batch = kernels.Support(torch.cat([rows, rows + m]), torch.cat([cols, cols + n]), None, None,
+                            torch.cat([crow, crow[1:] + crow[-1]]))
+    W2, H2 = np.stack([W, 2 * W]), np.stack([H, H[:, ::-1]])
+    expected2 = np.concatenate([(W2[b] @ H2[b])[r_np, c_np] for b in range(2)])
+    close(kernels.wh_on_support(t(W2, device, dtype), t(H2.copy(), device, dtype), batch.rows, batch.cols, batch.crow),
+          expected2, dtype, "sampled, batch")
 
 
 def test_support_indices_rejects_dense():

@@ -182,7 +182,7 @@ class Data:
         if batch is not None:
             m = X.shape[0] // batch
             offsets = X.crow_indices()[::m].to(torch.int64)
-        return cls(X, X_t, Support(rows, cols, X.values(), offsets), perm_t, batch)
+        return cls(X, X_t, Support(rows, cols, X.values(), offsets, X.crow_indices().to(torch.int64)), perm_t, batch)
 
     @property
     def sparse(self) -> bool:
@@ -260,7 +260,8 @@ class Data:
         if self.batch is not None:
             n = self.X.shape[1] // self.batch
             offsets = self.X_t.crow_indices()[::n].to(torch.int64)
-        support = Support(self.cols[self.perm_t], self.rows[self.perm_t], self.X_t.values(), offsets)
+        support = Support(self.cols[self.perm_t], self.rows[self.perm_t], self.X_t.values(), offsets,
+                          self.X_t.crow_indices().to(torch.int64))
         return Data(self.X_t, self.X, support, inverse, self.batch)
 
 

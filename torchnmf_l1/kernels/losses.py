@@ -55,7 +55,8 @@ def _support(X: Tensor, support) -> Support:
     if support is not None:
         return support
     rows, cols = support_indices(X)
-    return Support(rows, cols, sparse_values(X))
+    crow = X.crow_indices().to(torch.int64) if X.layout == torch.sparse_csr else None
+    return Support(rows, cols, sparse_values(X), crow=crow)
 
 
 def _floored(wh: Tensor, offsets: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -105,7 +106,7 @@ def frobenius_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = No
     if not is_sparse(X):
         return dense_in_chunks(lambda x, w, h: 0.5 * _residual(x, w, h).square().sum(dim=(-2, -1)), X, W, H)
     s = _support(X, support)
-    wh = wh_on_support(W, H, s.rows, s.cols)
+    wh = wh_on_support(W, H, s.rows, s.cols, s.crow)
     on_support = problem_sums((s.values - wh).square(), s.offsets)
     off_support = (gram(W) * gram(H, transpose=True)).sum(dim=(-2, -1)) - problem_sums(wh.square(), s.offsets)
     return 0.5 * (on_support + off_support.clamp_min(0))
@@ -127,7 +128,7 @@ def kl_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = Non
 
         return dense_in_chunks(kl, X, W, H)
     s = _support(X, support)
-    wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
+    wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols, s.crow), s.offsets)
     return problem_sums(_xlogx_over_y(s.values, wh) - s.values, s.offsets) + _sum_wh(W, H)
 
 
@@ -150,7 +151,7 @@ def is_divergence(X: Tensor, W: Tensor, H: Tensor, support: Support | None = Non
     (beta = 0). Infinite where X has zeros; callers reject such data."""
     if is_sparse(X):
         s = _support(X, support)
-        wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
+        wh, _ = _floored(wh_on_support(W, H, s.rows, s.cols, s.crow), s.offsets)
         ratio = s.values / wh
         value = problem_sums(ratio - torch.log(ratio) - 1, s.offsets)
         return torch.where(_dense_support(s, X, W), value, math.inf)
@@ -187,7 +188,7 @@ def beta_divergence(X: Tensor, W: Tensor, H: Tensor, beta: float, support: Suppo
 
         return scale * dense_in_chunks(beta_, X, W, H)
     s = _support(X, support)
-    wh, floor = _floored(wh_on_support(W, H, s.rows, s.cols), s.offsets)
+    wh, floor = _floored(wh_on_support(W, H, s.rows, s.cols, s.crow), s.offsets)
     on_support = problem_sums(s.values**beta - beta * s.values * wh ** (beta - 1.0), s.offsets)
     total_wh_beta = _sum_dense_power(W, H, beta, floor.view(-1, 1, 1) if floor.dim() else floor)
     value = scale * (on_support + (beta - 1.0) * total_wh_beta)
@@ -223,7 +224,7 @@ def weighted_l1_loss(X: Tensor, W: Tensor, H: Tensor, zero_weight: float = 1.0, 
 
         return dense_in_chunks(wl1, X, W, H)
     s = _support(X, support)
-    wh = wh_on_support(W, H, s.rows, s.cols)
+    wh = wh_on_support(W, H, s.rows, s.cols, s.crow)
     on_support = problem_sums(torch.where(s.values != 0, (s.values - wh).abs(), zero_weight * wh), s.offsets)
     return on_support + zero_weight * (_sum_wh(W, H) - problem_sums(wh, s.offsets))
 
@@ -242,7 +243,7 @@ def column_residual_norms(X: Tensor, W: Tensor, H: Tensor, support: Support | No
     if not is_sparse(X):
         return dense_in_chunks(lambda x, w, h: torch.linalg.vector_norm(x - w @ h, dim=-2), X, W, H)
     s = _support(X, support)
-    wh = wh_on_support(W, H, s.rows, s.cols)
+    wh = wh_on_support(W, H, s.rows, s.cols, s.crow)
     n = H.shape[-1]
     B = W.shape[0] if W.dim() == 3 else 1
     on_support = (s.values - wh).square() - wh.square()  # (x - wh)^2 replaces the wh^2 of the full product

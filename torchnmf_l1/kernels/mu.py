@@ -112,7 +112,7 @@ def beta_mu_ratio_terms(
             for s in range(0, B, step)
         ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    wh = wh_on_support(W, H, support.rows, support.cols)
+    wh = wh_on_support(W, H, support.rows, support.cols, support.crow)
     floor = relative_floor(wh, support.offsets)
     wh = wh.clamp_min(per_entry(floor, support.offsets, wh.numel()))
     ratio_values = support.values / wh if beta == 1.0 else wh ** (beta - 2.0) * support.values

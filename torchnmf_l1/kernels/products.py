@@ -16,6 +16,7 @@ A single problem is the same with W (m, r), H (r, n).
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -43,6 +44,11 @@ _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
 # Upper bound on the number of elements of the (nnz x r) temporaries built by
 # ``wh_on_support`` (and of the dense blocks of other kernels); larger work is chunked.
 _CHUNK_ELEMENTS = 1 << 22
+# Elements of each (chunk x r) temporary of a gathered ``wh_on_support`` chunk. Measured on
+# reviews (758,635 entries, 2 threads): at r = 20, chunks of 64k entries (1.3M elements) are
+# 2.6x faster than 210k-entry ones (4M elements, out of the caches) and 2.5x faster than
+# 4k-entry ones (per-chunk dispatch); at r = 4 the best is 262k entries (1M elements).
+_GATHER_ELEMENTS = 1 << 20
 
 
 class Support(NamedTuple):
@@ -50,12 +56,15 @@ class Support(NamedTuple):
 
     ``offsets`` (int64, B + 1) delimits the entries of each problem of a block-diagonal
     batch (the CSR order keeps a problem's entries contiguous); None for one problem.
+    ``crow`` is X's CSR row pointer (length rows of X + 1) when the entries are in CSR
+    order; with it, :func:`wh_on_support` is one sampled dense-dense product.
     """
 
     rows: Tensor
     cols: Tensor
     values: Tensor
     offsets: Tensor | None = None
+    crow: Tensor | None = None
 
 
 def is_sparse(X: Tensor) -> bool:
@@ -148,10 +157,13 @@ def sparse_values(X: Tensor) -> Tensor:
     return X.values()
 
 
-def wh_on_support(W: Tensor, H: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+def wh_on_support(W: Tensor, H: Tensor, rows: Tensor, cols: Tensor, crow: Tensor | None = None) -> Tensor:
     """Entries ``(WH)[rows[k], cols[k]]`` for each k, without forming WH.
 
-    Cost O(len(rows) r); the (chunk x r) temporaries are bounded by chunking.
+    Cost O(len(rows) r). With ``crow`` (the entries then in CSR order) it is one sampled
+    dense-dense product (``torch.sparse.sampled_addmm``: a row of W is read once for all
+    the entries of its row, no temporary but the output); without it, rows of W and H are
+    gathered in chunks of about a million elements per temporary (``_GATHER_ELEMENTS``).
 
     Parameters
     ----------
@@ -159,12 +171,22 @@ def wh_on_support(W: Tensor, H: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     H : Tensor, shape (r, n) or (B, r, n)
     rows, cols : Tensor of int64, shape (nnz,)
         Indices into X, or into the block-diagonal X of a batch (rows < B m, cols < B n).
+    crow : Tensor of int64, shape (m + 1,) or (B m + 1,), optional
+        The CSR row pointer of these entries (e.g. :attr:`Support.crow`).
     """
     r = W.shape[-1]
     Wf = _stacked(W) if W.dim() == 3 else W
     Ht = _stacked(H.mT) if H.dim() == 3 else H.mT
     nnz = rows.shape[0]
-    chunk = chunk_size(nnz, r)
+    if crow is not None and W.device.type != "meta" and nnz:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            pattern = torch.sparse_csr_tensor(
+                crow, cols, Wf.new_ones(()).expand(nnz), (Wf.shape[0], Ht.shape[0]), device=Wf.device,
+                check_invariants=False,
+            )  # indices of a validated X; only its pattern is read (beta = 0)
+        return torch.sparse.sampled_addmm(pattern, Wf, Ht.contiguous().mT, beta=0.0).values()  # H column-major: 10 % faster
+    chunk = chunk_size(nnz, r, _GATHER_ELEMENTS)
     if nnz <= chunk:
         return (Wf[rows] * Ht[cols]).sum(dim=1)
     out = Wf.new_empty(nnz)

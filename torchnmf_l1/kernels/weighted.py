@@ -114,7 +114,7 @@ def _reconstruction(X: Tensor, W: Tensor, H: Tensor, support: Support | None) ->
     """(x, WH) on the observed layout: dense X and WH, or the support's values and WH there."""
     if support is None:
         return X, W @ H
-    return support.values, wh_on_support(W, H, support.rows, support.cols)
+    return support.values, wh_on_support(W, H, support.rows, support.cols, support.crow)
 
 
 def _floored(wh: Tensor, dense: bool) -> Tensor:
@@ -163,7 +163,7 @@ def weighted_residual(X: Tensor, W: Tensor, H: Tensor, weights: Tensor, support:
     if support is None:
         residual = torch.addmm(X, W, H, alpha=-1) if W.dim() == 2 else X - W @ H
         return residual.mul_(weights)
-    return support.values - wh_on_support(W, H, support.rows, support.cols)
+    return support.values - wh_on_support(W, H, support.rows, support.cols, support.crow)
 
 
 @_chunked

@@ -169,7 +169,7 @@ class SparseL1State:
 
     def reset_residual(self, Wt: Tensor, Hs: Tensor) -> None:
         """Recompute the residual on the support from the stacked factors, e.g. after a resume."""
-        self.R = self.data.values - kernels.wh_on_support(Wt.mT, Hs, self.data.rows, self.data.cols)
+        self.R = self.data.values - kernels.wh_on_support(Wt.mT, Hs, self.data.rows, self.data.cols, self.data.support.crow)
 
     def sweep_H_(self, Wt: Tensor, Hs: Tensor, *, zero_weight: float, l1: float = 0.0, median=None, active=None,
                  **floors) -> None:
