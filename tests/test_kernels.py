@@ -355,6 +355,30 @@ def test_beta_mu_ratio_terms(device, dtype, beta, layout, monkeypatch):
         close(den, den_ref, dtype, f"denominator beta={beta} {layout}", rtol=1e-3 if dtype == torch.float32 else None)
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_dense_mu_terms_in_blocks(device, dtype, beta, transposed, monkeypatch):
+    """A large dense X is taken in blocks of columns (H update) or rows (W update, X^T): the same terms."""
+    rng = np.random.default_rng(11)
+    X, W, H = rng.random((6, 41)) + 0.1, rng.random((6, 3)), rng.random((3, 41))
+    if transposed:
+        X, W, H = X.T, H.T, W.T
+    WH = W @ H
+    num_ref, den_ref = W.T @ (WH ** (beta - 2) * X), W.T @ WH ** (beta - 1)
+    monkeypatch.setattr(mu_module, "_MU_BLOCK_ELEMENTS", 20)  # blocks of 3 columns / 3 rows, a ragged last one
+    args = [t(A, device, dtype) for A in (X, W, H)]
+    num, den = kernels.beta_mu_ratio_terms(args[0], args[1], args[2], beta)
+    close(num, num_ref, dtype, f"numerator in blocks, beta={beta}")
+    close(den, den_ref, dtype, f"denominator in blocks, beta={beta}")
+
+
+def test_wt_x_in_column_blocks(device, dtype, monkeypatch):
+    rng = np.random.default_rng(12)
+    X, W = rng.random((5, 23)), rng.random((5, 4))
+    monkeypatch.setattr(products_module, "_GEMM_COLUMNS", 4)
+    close(kernels.wt_x(t(W, device, dtype), t(X, device, dtype)), W.T @ X, dtype, "W^T X in column blocks")
+
+
 def test_mu_update_and_exponent(device, dtype):
     assert kernels.mu_exponent(2.0) == 1.0 and kernels.mu_exponent(1.0) == 1.0 and kernels.mu_exponent(1.5) == 1.0
     assert kernels.mu_exponent(0.0) == 0.5 and kernels.mu_exponent(0.5) == pytest.approx(1 / 1.5)

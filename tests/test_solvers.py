@@ -186,6 +186,24 @@ def test_accelerated_hals_sparse_storage_of_positive_data_equals_dense(device):
     torch.testing.assert_close(sparse.H, dense.H, rtol=1e-8, atol=1e-10)
 
 
+def test_accelerated_hals_inner_sweeps_are_capped_and_the_cap_runs_those_sweeps(device):
+    """A wide X makes the cost model ask for many sweeps of the small W; ``max_inner_sweeps``
+    bounds them, and with the delta rule off (delta = 0) the capped fit is exactly HALS with
+    that many sweeps: W after one step equals that many single sweeps from the same start."""
+    X, _, _ = planted(6, 20000, 2, seed=3)
+    W0, H0 = start(6, 20000, 2)
+    uncapped, _ = run("hals", make_problem(X, device=device), W0, H0, 0, alpha=10.0, max_inner_sweeps=10**6)
+    capped, _ = run("hals", make_problem(X, device=device), W0, H0, 1, alpha=10.0, max_inner_sweeps=4, delta=0.0,
+                    scale_init=False)
+    assert uncapped.sweeps_W > 50 and capped.sweeps_W == 4
+    Wt = torch.as_tensor(W0.T.copy(), device=device, dtype=torch.float64)
+    H = torch.as_tensor(H0, device=device, dtype=torch.float64)
+    Xt = torch.as_tensor(X, device=device, dtype=torch.float64)
+    for _ in range(4):
+        kernels.hals_sweep_(Wt, H @ Xt.T, H @ H.T, keep_rows_positive=False)
+    torch.testing.assert_close(capped.W.T, Wt, rtol=1e-10, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- scikit-learn
 def sklearn_run(X, W0, H0, solver, iterations, beta_loss="frobenius"):
     from sklearn.decomposition import non_negative_factorization

@@ -35,6 +35,8 @@ from .products import Support, chunk_size, gram, is_sparse, per_entry, relative_
 __all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "mu_ratio", "sparse_pattern_wt", "l21_column_weights"]
 
 _BLOCK_ELEMENTS = 1 << 24
+# Entries of WH per block of the MU terms of one large dense X (see _dense_terms).
+_MU_BLOCK_ELEMENTS = 1 << 21
 
 
 def mu_exponent(beta: float) -> float:
@@ -66,13 +68,44 @@ def sparse_pattern_wt(
     return torch.sparse.mm(S_t, W.reshape(B * m, r)).reshape(B, -1, r).mT
 
 
-def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+def _block_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, Tensor | None]:
     WH = W @ H
-    WH = WH.clamp_min(relative_floor(WH, dense_batch=WH.dim() == 3))
+    floor = relative_floor(WH, dense_batch=WH.dim() == 3)
     Wt = W.mT
     if beta == 1.0:
-        return Wt @ (X / WH), W.sum(dim=-2).unsqueeze(-1).expand_as(H)
+        if torch.is_grad_enabled() and (W.requires_grad or H.requires_grad or X.requires_grad):
+            return Wt @ (X / WH.clamp_min(floor)), None
+        return Wt @ torch.div(X, WH.clamp_min_(floor), out=WH), None  # WH's buffer reused: no second temporary
+    WH = WH.clamp_min(floor)
     return Wt @ (WH ** (beta - 2.0) * X), Wt @ WH ** (beta - 1.0)
+
+
+def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """The MU terms for dense X. A large single X (more than ``2 _MU_BLOCK_ELEMENTS`` entries) is
+    taken in blocks along its longer side, so that WH and the ratio live in the caches as
+    blocks instead of in memory as m x n temporaries (200 x 1e6 float32, KL, 2 threads: 5.7 s
+    per iteration whole, 1.2 s in blocks). Along the columns the blocks of the terms are
+    concatenated, along the rows summed; the floor of WH is then relative to its block's largest
+    entry (it binds only on entries under eps times that, and keeps the scale invariance)."""
+    p, q = X.shape[-2:]
+    if X.dim() == 3 or W.dim() == 3 or p * q <= 2 * _MU_BLOCK_ELEMENTS:
+        numerator, denominator = _block_terms(X, W, H, beta)
+    elif q >= p:
+        step = max(1, _MU_BLOCK_ELEMENTS // p)
+        parts = [_block_terms(X[:, s : s + step], W, H[:, s : s + step], beta) for s in range(0, q, step)]
+        numerator = torch.cat([part[0] for part in parts], dim=-1)
+        denominator = None if beta == 1.0 else torch.cat([part[1] for part in parts], dim=-1)
+    else:
+        step = max(1, _MU_BLOCK_ELEMENTS // q)
+        numerator, denominator = None, None
+        for s in range(0, p, step):
+            num, den = _block_terms(X[s : s + step], W[s : s + step], H, beta)
+            numerator = num if numerator is None else numerator + num
+            if den is not None:
+                denominator = den if denominator is None else denominator + den
+    if beta == 1.0:
+        denominator = W.sum(dim=-2).unsqueeze(-1).expand_as(H)
+    return numerator, denominator
 
 
 def beta_mu_ratio_terms(

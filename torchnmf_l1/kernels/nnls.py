@@ -169,14 +169,17 @@ def hals_nnls_(
     threshold = delta * delta
     go = active
     first = None
+    previous = torch.empty_like(H) if (track or go is not None) else None  # one buffer for every sweep
     for _ in range(max_sweeps):
-        previous = H.clone() if (track or go is not None) else None
+        if previous is not None:
+            previous.copy_(H)
         _sweep_rows_(H, rows, buffer)
-        if go is not None:
-            H.copy_(torch.where(_batch_view(go, H), H, previous))
+        if go is not None:  # a stopped problem takes its previous H back: exact for weights 0 and 1, one pass
+            H.lerp_(previous, (~_batch_view(go, H)).to(H.dtype))
         if not track:
             continue
-        change = (H - previous).square().sum(dim=(-2, -1))
+        # ||H - previous||^2 with the buffer as the difference: one pass, no temporary
+        change = torch.linalg.vector_norm(previous.sub_(H), dim=(-2, -1)).square()
         if first is None:
             first = change
             keep_going = change > 0

@@ -49,6 +49,8 @@ _CHUNK_ELEMENTS = 1 << 22
 # 2.6x faster than 210k-entry ones (4M elements, out of the caches) and 2.5x faster than
 # 4k-entry ones (per-chunk dispatch); at r = 4 the best is 262k entries (1M elements).
 _GATHER_ELEMENTS = 1 << 20
+# Columns of X per block of a dense ``W^T X`` when X has many more columns than rows.
+_GEMM_COLUMNS = 1 << 16
 
 
 class Support(NamedTuple):
@@ -121,6 +123,12 @@ def wt_x(W: Tensor, X: Tensor, X_t: Tensor | None = None) -> Tensor:
         B, m, r = W.shape
         out = torch.sparse.mm(Xt, _stacked(W))  # (B n, r)
         return out.reshape(B, -1, r).mT
+    n = X.shape[-1]
+    if X.dim() == 2 and W.dim() == 2 and n >= 2 * _GEMM_COLUMNS and X.stride(-1) == 1:
+        # a row-major m x n X with n >> m: the library GEMM runs this shape far off the
+        # memory bound (200 x 1e6 float32, 2 threads: 181 ms whole, 90 ms in 64k-column blocks)
+        Wt = W.mT
+        return torch.cat([Wt @ X[:, s : s + _GEMM_COLUMNS] for s in range(0, n, _GEMM_COLUMNS)], dim=1)
     return W.mT @ X
 
 
