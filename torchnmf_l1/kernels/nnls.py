@@ -35,16 +35,19 @@ from torch import Tensor
 __all__ = ["hals_sweep_", "hals_nnls_", "nnls_columns", "least_squares_start"]
 
 
-def _scaled(A: Tensor, B: Tensor, l1: float, l2: float) -> tuple[Tensor, Tensor]:
+def _scaled(A: Tensor, B: Tensor, l1: float, l2: float, overwrite_A: bool = False) -> tuple[Tensor, Tensor]:
     """A' = (A - l1) / (B_kk + l2) row-wise and B' = B / (B_kk + l2) with a zero diagonal.
 
     The row update is then ``H_k <- max(0, A'_k - B'_k H)``: one GEMV (or batched GEMM)
-    and one clamp per row, with no scalar read from the device.
+    and one clamp per row, with no scalar read from the device. ``overwrite_A``: A' in A's storage.
     """
     diagonal = torch.diagonal(B, dim1=-2, dim2=-1)
     denominator = (diagonal + l2) if l2 else diagonal
     inverse = denominator.clamp_min(torch.finfo(B.dtype).tiny).reciprocal().unsqueeze(-1)
-    A_scaled = (A - l1) * inverse if l1 else A * inverse
+    if overwrite_A:
+        A_scaled = (A.sub_(l1) if l1 else A).mul_(inverse)
+    else:
+        A_scaled = (A - l1) * inverse if l1 else A * inverse
     B_scaled = B * inverse
     torch.diagonal(B_scaled, dim1=-2, dim2=-1).zero_()
     return A_scaled, B_scaled
@@ -138,6 +141,7 @@ def hals_nnls_(
     l2: float = 0.0,
     keep_rows_positive: bool = False,
     active: Tensor | None = None,
+    overwrite_A: bool = False,
 ) -> None:
     """Repeated HALS sweeps on H (warm start), in place, until the change is small.
 
@@ -161,8 +165,10 @@ def hals_nnls_(
         See :func:`hals_sweep_`.
     active : Tensor of bool, shape () or (B,), optional
         Problems to update; the others keep H unchanged (a converged problem of a batch).
+    overwrite_A : bool
+        Scale A in place (a caller's fresh product): one temporary like H fewer.
     """
-    A_scaled, B_scaled = _scaled(A, B, l1, l2)
+    A_scaled, B_scaled = _scaled(A, B, l1, l2, overwrite_A)
     rows = _rows(H, A_scaled, B_scaled)
     buffer = _row_buffer(H)
     track = delta > 0 and max_sweeps > 1

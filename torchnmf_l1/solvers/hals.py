@@ -115,13 +115,14 @@ class AcceleratedHALS(NMFSolver):
             A = kernels.wt_x(self.H.mT, dt.X, dt.X_t)  # H X^T, (.., r, m)
             kernels.hals_nnls_(
                 self.Wt, A, kernels.gram(self.H, transpose=True), max_sweeps=self.sweeps_W, delta=self.delta,
-                l1=pen.l1_W, l2=pen.l2_W, keep_rows_positive=True, active=self.active,
+                l1=pen.l1_W, l2=pen.l2_W, keep_rows_positive=True, active=self.active, overwrite_A=True,
             )
         if self.update_H:
             d = self.problem.data
             kernels.hals_nnls_(
                 self.H, kernels.wt_x(self.W, d.X, d.X_t), kernels.gram(self.W), max_sweeps=self.sweeps_H,
                 delta=self.delta, l1=pen.l1_H, l2=pen.l2_H, keep_rows_positive=True, active=self.active,
+                overwrite_A=True,
             )
 
     def _weighted_step(self) -> None:
