@@ -77,7 +77,9 @@ def _block_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, 
             return Wt @ (X / WH.clamp_min(floor)), None
         return Wt @ torch.div(X, WH.clamp_min_(floor), out=WH), None  # WH's buffer reused: no second temporary
     WH = WH.clamp_min(floor)
-    return Wt @ (WH ** (beta - 2.0) * X), Wt @ WH ** (beta - 1.0)
+    # one power per update: WH^(beta-1) = WH^(beta-2) WH
+    power = WH.pow(-2.0) if beta == 0.0 else WH ** (beta - 2.0)
+    return Wt @ (power * X), Wt @ (power * WH)
 
 
 def _dense_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, Tensor]:
