@@ -191,3 +191,32 @@ def test_dictionary_cp_subspace_init_beyond_rank(seed):
         result = model.fit(T, max_iter=300)
     assert sorted(model.indices.tolist()) == true
     assert result.extra["relative_error"] < 1e-3
+
+
+def test_dictionary_cp_relaxed_result_with_a_fixed_delta_recovers_perturbed_atoms():
+    """The mode-0 factor is built from atoms the dictionary holds only approximately: the
+    relaxed factor at a fixed weight lies nearer the true columns than the atoms do, and
+    the reported delta is the fixed one."""
+    g = torch.Generator().manual_seed(3)
+    D = torch.rand(15, 25, generator=g, dtype=torch.float64)
+    true = [2, 9, 17]
+    A = D[:, true] * (1 + 0.2 * (torch.rand(15, 3, generator=g, dtype=torch.float64) - 0.5))
+    B, C = (torch.rand(k, 3, generator=g, dtype=torch.float64) for k in (8, 9))
+    T = torch.einsum("ir,jr,kr->ijk", A, B, C)
+    unit = lambda F: F / F.norm(dim=0)  # noqa: E731
+    model = DictionaryCP(3, dictionary=D, snap="flexible", seed=0, delta=1e-3, result="relaxed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = model.fit(T, max_iter=300)
+    assert sorted(model.indices.tolist()) == true
+    assert result.extra["delta"] == pytest.approx(1e-3 * float((T * T).sum()))
+    order = torch.argsort(model.indices)
+    relaxed = unit(model.factors[0].detach()[:, order])
+    assert (relaxed - unit(A)).norm() < 0.5 * (unit(D[:, true]) - unit(A)).norm()
+    snapped = DictionaryCP(3, dictionary=D, snap="flexible", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapped_result = snapped.fit(T, max_iter=300)
+    assert result.extra["relative_error"] < snapped_result.extra["relative_error"]
+    with pytest.raises(ValueError, match="result='relaxed' keeps the relaxed factor of snap='flexible'"):
+        DictionaryCP(3, dictionary=D, result="relaxed")

@@ -315,3 +315,51 @@ def test_subspace_atoms_greedy_finds_planted_atoms():
         subspace_atoms(Y[:5], D, 4)
     with pytest.raises(ValueError, match=r"r must be an integer in \[1, min\(p, d\) = 30\], got 31"):
         subspace_atoms(Y, D, 31)
+
+
+def test_relaxed_result_with_a_fixed_delta_recovers_perturbed_atoms():
+    """X built from atoms that the dictionary holds only approximately: the relaxed factor
+    at a fixed weight lies nearer the true spectra than the snapped atoms, and stays near
+    those atoms (a larger weight, nearer still); the snapped result is D(:, K) exactly."""
+    g = torch.Generator().manual_seed(5)
+    D = torch.rand(40, 15, generator=g, dtype=torch.float64)
+    K_true = [1, 6, 11]
+    W_true = D[:, K_true] * (1 + 0.15 * (torch.rand(40, 3, generator=g, dtype=torch.float64) - 0.5))
+    X = W_true @ torch.rand(3, 60, generator=g, dtype=torch.float64)
+    unit = lambda A: A / A.norm(dim=0)  # noqa: E731
+    snapped = DictionaryNMF(3, dictionary=D, init="spa", seed=0)
+    snapped.fit(X)
+    assert sorted(snapped.indices.tolist()) == K_true
+    torch.testing.assert_close(snapped.W, D[:, snapped.indices])
+    distances = {}
+    for lam in (1e-3, 1e-2):
+        model = DictionaryNMF(3, dictionary=D, init="spa", seed=0, delta=lam, result="relaxed")
+        result = model.fit(X)
+        assert sorted(model.indices.tolist()) == K_true
+        assert result.extra["delta"] == pytest.approx(lam * float((X * X).sum()))
+        order = torch.argsort(model.indices)
+        U = model.W[:, order]
+        assert not torch.allclose(U, unit(D[:, K_true]), atol=1e-6), "the relaxed factor was snapped"
+        assert (U - unit(W_true)).norm() < 0.5 * (unit(D[:, K_true]) - unit(W_true)).norm()
+        assert result.extra["relative_error"] < snapped.result_.extra["relative_error"]
+        distances[lam] = float((U - unit(D[:, K_true])).norm())
+    assert distances[1e-2] < distances[1e-3], distances
+
+
+def test_fixed_delta_and_result_are_checked():
+    D = torch.rand(10, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="delta"):
+        DictionaryNMF(2, dictionary=D, delta=0.0)
+    with pytest.raises(ValueError, match="result"):
+        DictionaryNMF(2, dictionary=D, result="snapped")
+
+
+def test_solver_options_reach_the_solver_with_a_separable_init():
+    # a separable init has options of its own: they must not replace the dictionary solver's
+    g = torch.Generator().manual_seed(1)
+    D = torch.rand(20, 8, generator=g, dtype=torch.float64)
+    X = D[:, [0, 3]] @ torch.rand(2, 30, generator=g, dtype=torch.float64)
+    model = DictionaryNMF(2, dictionary=D, init="spa", inner_sweeps=3, stop_gap=0.2)
+    assert model.solver_options == {"inner_sweeps": 3, "stop_gap": 0.2}
+    with pytest.raises(TypeError, match="unexpected option"):
+        DictionaryNMF(2, dictionary=D, init="snpa", init_options={"subsample": 4}, bogus=1)

@@ -418,3 +418,35 @@ def test_spa_finds_the_pure_columns(device, dtype):
     assert set(picks.cpu().tolist()) == pure
     with pytest.raises(ValueError, match="rank must be <= min"):
         kernels.spa(t(Xp, device, dtype), 13)
+
+
+def test_bracketing_update_halves_the_step_at_each_change_of_direction():
+    f64 = dict(dtype=torch.float64)
+    value, step, direction = torch.tensor(1.0, **f64), torch.tensor(0.1, **f64), torch.tensor(0.0, **f64)
+    expected_value, expected_step, expected_direction = 1.0, 0.1, 0
+    # under, under, over, over, under (applied), under (not applied)
+    for measured, apply in [(1.0, True), (1.0, True), (5.0, True), (5.0, True), (1.0, True), (1.0, False)]:
+        value, step, direction = kernels.bracketing_update(value, torch.tensor(measured, **f64), 3.0, step, direction,
+                                                           torch.tensor(apply))
+        if apply:
+            below = measured < 3.0
+            if expected_direction == (-1 if below else 1):
+                expected_step /= 2
+            expected_value *= (1 - expected_step) if below else (1 + expected_step)
+            expected_direction = 1 if below else -1
+        assert float(value) == pytest.approx(expected_value, rel=1e-14) and float(step) == pytest.approx(expected_step)
+        assert float(direction) == expected_direction
+    assert expected_step == pytest.approx(0.025)  # two changes of direction
+
+
+def test_restart_update_takes_every_step_and_resets_after_a_rise():
+    x, x1 = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    state = kernels.RestartState(x, x, x, x, torch.tensor(0.05, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64),
+                                 torch.tensor(False))
+    rose = kernels.restart_update(state, x1, x1, torch.tensor(2.0, dtype=torch.float64))
+    assert torch.equal(rose.x, x1) and torch.equal(rose.y, x1) and bool(rose.restarted) and float(rose.alpha) == 0.05
+    again = kernels.restart_update(rose, 2 * x1, 2 * x1, torch.tensor(3.0, dtype=torch.float64))  # right after a restart: momentum
+    alpha1 = (np.sqrt(0.05**4 + 4 * 0.05**2) - 0.05**2) / 2
+    beta = 0.05 * 0.95 / (0.05**2 + alpha1)
+    assert not bool(again.restarted) and float(again.alpha) == pytest.approx(alpha1)
+    torch.testing.assert_close(again.y, 2 * x1 + beta * x1)

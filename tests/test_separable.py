@@ -232,10 +232,72 @@ def test_h2nmf_clustering_three_clusters():
 
 
 # ---------------------------------------------------------------- FGNSR
+MONOTONE = dict(momentum="reject", mu_rule="trace-ratio", spa_init=True, weights="l1")  # the package's earlier scheme
+
+
+def _authors_fgnsr_reference(M, r, p, iterations, target):
+    """Gillis and Luce's FGNSR loop written out in NumPy from the description of their code:
+    X = 0, mu0 = (||M - M(:,K)H||^2 + e) / p(K), scheme II momentum (alpha0 = 0.05), every step
+    taken, a rise (not right after a restart) resets the momentum, and at each restart mu moves by
+    1 -/+ sigma towards trace(X) = target (sigma = 0.1, halved at each change of direction)."""
+    from torchnmf_l1 import kernels
+
+    Mt = torch.as_tensor(M)
+    K = kernels.spa(Mt, r)
+    H = kernels.nnls_columns(Mt, Mt[:, K]).numpy()
+    error = np.sum((M - M[:, K.numpy()] @ H) ** 2)
+    mu = (error + 1e-6 * np.sum(M * M)) / p[K.numpy()].sum()
+    n = M.shape[1]
+    L = np.linalg.norm(M, 2) ** 2
+    X = np.zeros((n, n)); Y = X.copy(); alpha = 0.05; restarted = False
+    sigma, direction, restarts = 0.1, 0, 0
+    f = 0.5 * np.sum((M - M @ X) ** 2) + mu * p @ np.diag(X)
+    ones = torch.ones(n, dtype=torch.float64)
+    for _ in range(iterations):
+        alpha_next = (np.sqrt(alpha**4 + 4 * alpha**2) - alpha**2) / 2
+        beta = alpha * (1 - alpha) / (alpha**2 + alpha_next)
+        G = M.T @ (M @ Y - M) + mu * np.diag(p)
+        X_old, X = X, kernels.project_omega(torch.as_tensor(Y - G / L), ones).numpy()
+        Y = X + beta * (X - X_old)
+        f_old, f = f, 0.5 * np.sum((M - M @ X) ** 2) + mu * p @ np.diag(X)
+        if not restarted and f > f_old:
+            Y, alpha, restarted = X.copy(), 0.05, True
+            restarts += 1
+        else:
+            alpha, restarted = alpha_next, False
+        if restarted:
+            trace = np.trace(X)
+            if trace < target:
+                sigma = sigma / 2 if direction < 0 else sigma
+                mu, direction = (1 - sigma) * mu, 1
+            else:
+                sigma = sigma / 2 if direction > 0 else sigma
+                mu, direction = (1 + sigma) * mu, -1
+    return X, restarts
+
+
+def test_fgnsr_follows_the_authors_iteration():
+    X = middle_points(6, 10, outward=0.4, seed=0)  # a case whose objective rises: restarts move mu
+    problem = SeparableProblem(X, 6, torch.Generator().manual_seed(0))
+    solver = get_solver("fgnsr", family="separable")(problem)
+    with torch.no_grad():
+        for _ in range(200):
+            solver.step()
+    reference, restarts = _authors_fgnsr_reference(X.numpy(), 6, solver.p.numpy(), 200, 6 / 2 + 1)
+    assert restarts >= 2, "no restart in 200 iterations: the mu rule was not exercised"
+    np.testing.assert_allclose(solver.solution.numpy(), reference, rtol=1e-8, atol=1e-10)
+
+
+def test_fgnsr_restart_rule_needs_restart_momentum():
+    X, _ = planted(noise=1e-2, seed=4)
+    with pytest.raises(ValueError, match="mu_rule='restart'.*momentum='restart'"):
+        SeparableNMF(4, "fgnsr", momentum="reject", dtype=torch.float64).fit(X, max_iter=2)
+
+
 def test_fgnsr_objective_never_increases():
     X, _ = planted(noise=1e-2, seed=4)
     problem = SeparableProblem(X, 4, torch.Generator().manual_seed(0))
-    solver = get_solver("fgnsr", family="separable")(problem, adjust_mu=False)
+    solver = get_solver("fgnsr", family="separable")(problem, adjust_mu=False, momentum="reject", mu_rule="trace-ratio")
     result = run_fit(solver, max_iter=60, tol=0, check_every=1)
     obj = np.array(result.objective)
     assert np.all(np.diff(obj) <= 1e-12 * obj[0]), obj
@@ -249,7 +311,7 @@ def test_fgnsr_default_tol_does_not_stop_on_mu_increase():
     tol = get_solver("fgnsr", family="separable").fit_defaults.tol
     assert tol > 0
     with pytest.warns(ConvergenceWarning):  # 150 iterations do not meet tol = 1e-6 here
-        result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64).fit(X, max_iter=150)
+        result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, **MONOTONE).fit(X, max_iter=150)
     obj = np.array(result.objective)
     rel = (obj[1:] - obj[:-1]) / np.abs(obj[:-1])
     assert rel[0] > tol, "the scenario lost its point: no increase at the first check"
@@ -261,7 +323,7 @@ def test_fgnsr_converges_on_stagnation_with_default_tol():
     # once mu is fixed the objective is monotone; a long run meets the default tol and
     # stops at a check whose change is below tol, never at an increase
     X, _ = planted(noise=1e-2, seed=4)
-    result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, adjust_mu=False).fit(X, max_iter=5000)
+    result = SeparableNMF(4, "fgnsr", seed=0, dtype=torch.float64, adjust_mu=False, **MONOTONE).fit(X, max_iter=5000)
     obj = np.array(result.objective)
     assert result.converged and result.n_iter < 5000, result.message
     assert abs(obj[-1] - obj[-2]) < get_solver("fgnsr", family="separable").fit_defaults.tol * abs(obj[-2])

@@ -13,7 +13,7 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import truncated_svd
 from .mu import beta_mu_ratio_terms, l21_column_weights, mu_exponent, mu_ratio, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep_, least_squares_start, nnls_columns
-from .momentum import MomentumState, accelerated_update
+from .momentum import MomentumState, RestartState, accelerated_update, bracketing_update, restart_update
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_start, nnls_mu_step, nnls_objective, nnls_pg_step, nnls_stationarity
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
 from .weighted_median import selection_rounds, segment_layout, sort_segments, weighted_median, weighted_median_select
@@ -65,6 +65,9 @@ __all__ = [
     "MomentumState",
     "Support",
     "accelerated_update",
+    "RestartState",
+    "restart_update",
+    "bracketing_update",
     "atom_gap",
     "atom_scores",
     "beta_divergence",

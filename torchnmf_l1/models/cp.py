@@ -249,7 +249,10 @@ class DictionaryCP(NonnegativeCP):
         Different atoms for different components (needs rank <= d).
     snap : {"hard", "flexible"}
         Snap the factor to its atoms after every update, or pull it towards them with
-        a growing proximal weight delta (see :mod:`torchnmf_l1.solvers.cp`).
+        a growing proximal weight delta (see :mod:`torchnmf_l1.solvers.cp`); with
+        ``delta=lambda`` (a solver option) the weight is fixed at :math:`\lambda\|T\|_F^2`,
+        and ``result="relaxed"`` returns the relaxed factor (unit-norm columns near the
+        atoms) instead of snapping it to ``dictionary[:, indices]`` at the end.
     atoms_init : {"match", "subspace"}
         How the first atoms are chosen: matched to the factor after the plain-HALS
         warm-up, or, before any iteration, as the atoms whose span best contains the
@@ -263,7 +266,8 @@ class DictionaryCP(NonnegativeCP):
     Attributes
     ----------
     indices : buffer of int64 (r,)
-        The selected atoms; ``factors[mode]`` equals ``dictionary[:, indices]``.
+        The selected atoms; ``factors[mode]`` equals ``dictionary[:, indices]`` (unless
+        ``result="relaxed"``: then the nearest atoms of the relaxed factor).
     """
 
     hyperparameters = DICTIONARY_CP_PARAMETERS
@@ -278,6 +282,8 @@ class DictionaryCP(NonnegativeCP):
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")
         if atoms_init == "subspace" and not distinct:
             raise ValueError("atoms_init='subspace' chooses distinct atoms; it needs distinct=True")
+        if self.solver_options.get("result") == "relaxed" and snap != "flexible":
+            raise ValueError(f"result='relaxed' keeps the relaxed factor of snap='flexible', got snap={snap!r}")
         self.mode = mode
         self.distinct = distinct
         self.snap = snap

@@ -87,7 +87,9 @@ class DictionaryNMF(FactorModule):
         HALS sweeps of the final H = argmin ||X - D(:,K) H|| (warm-started).
     **solver_options
         Passed to the solver and checked by it now (``inner_sweeps``, ``delta_factor``,
-        ``growth``, ``raise_gap``, ``stop_gap``).
+        ``growth``, ``raise_gap``, ``stop_gap``; ``delta=lambda`` for a fixed weight
+        :math:`\lambda\|X\|_F^2` of the proximal term instead of the growing schedule, and
+        ``result="relaxed"`` to keep the relaxed factor U as W instead of D(:, K)).
 
     Attributes
     ----------
@@ -178,9 +180,9 @@ class DictionaryNMF(FactorModule):
         if method != "random":
             sep_options = {k: init_options[k] for k in ("subsample", "subsample_scaling", "nnls_max_sweeps", "nnls_delta")
                            if k in init_options}
-            solver_options = {k: v for k, v in init_options.items() if k not in sep_options}
+            init_solver_options = {k: v for k, v in init_options.items() if k not in sep_options}
             self.init_spec = SeparableSpec.create(
-                rank, method, seed=seed, dtype=D.dtype, solver_options=solver_options, **sep_options
+                rank, method, seed=seed, dtype=D.dtype, solver_options=init_solver_options, **sep_options
             )
         self.solver = solver.lower()
         get_solver(self.solver, family="dictionary").check_options(solver_options)
@@ -194,6 +196,7 @@ class DictionaryNMF(FactorModule):
         self.solver_options = dict(solver_options)
         self.register_buffer("dictionary", D)
         self.register_buffer("indices", torch.empty(0, dtype=torch.int64, device=D.device))
+        self.register_buffer("relaxed_W", None)
         self.H = nn.Parameter(torch.empty(rank, 0, device=D.device, dtype=D.dtype))
         self.result_: FitResult | None = None
 
@@ -207,9 +210,12 @@ class DictionaryNMF(FactorModule):
 
     @property
     def W(self) -> Tensor:
-        """The selected atoms ``dictionary[:, indices]`` (p x r)."""
+        """The selected atoms ``dictionary[:, indices]`` (p x r); with ``result="relaxed"`` the
+        relaxed factor U (unit-norm columns near those atoms)."""
         if not self.fitted:
             raise NotFittedError("DictionaryNMF is not fitted yet; call fit(X) first")
+        if self.relaxed_W is not None:
+            return self.relaxed_W
         return self.dictionary.index_select(1, self.indices)
 
     def forward(self) -> Tensor:
@@ -245,6 +251,7 @@ class DictionaryNMF(FactorModule):
         )
         result, output = self._run_solver("dictionary", self.solver, problem, None, self.solver_options, fit_options)
         self.indices = output.factors["indices"].to(torch.int64)
+        self.relaxed_W = output.factors.get("U")
         set_factor_(self, "H", output.factors["H"])
         self.result_ = result
         return result

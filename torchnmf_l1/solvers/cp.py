@@ -88,6 +88,9 @@ class CPHALS(Solver):
             problem.dictionary, eps=torch.finfo(problem.dictionary.dtype).tiny)[0]
         self.K = self.previous_K = None
         self.delta = None
+        if self.config["result"] == "relaxed" and (problem.dictionary is None or problem.snap != "flexible"):
+            raise ValueError("result='relaxed' keeps the relaxed factor of a flexible dictionary mode; it needs "
+                             f"a dictionary and snap='flexible', got snap={problem.snap!r}")
         self.gap = 0.0
         self.iteration = 0
         self._last_mttkrp = None
@@ -169,17 +172,20 @@ class CPHALS(Solver):
             self.gap = 0.0
         else:
             gap_sq, gap = kernels.atom_gap(self.factors[c], DK)
-            self.delta = kernels.proximal_weight(
-                self.delta, 2 * self.objective(), gap_sq, gap, factor=config["delta_factor"], growth=config["growth"],
-                raise_gap=config["raise_gap"],
-            )
+            if config["delta"] is not None:  # a fixed weight, relative to ||T||^2
+                self.delta = config["delta"] * self.norm_sq
+            else:
+                self.delta = kernels.proximal_weight(
+                    self.delta, 2 * self.objective(), gap_sq, gap, factor=config["delta_factor"],
+                    growth=config["growth"], raise_gap=config["raise_gap"],
+                )
             self.gap = float(gap)
         self._last_mttkrp = None
         current = float(self.objective())
         previous, self._last_check = getattr(self, "_last_check", None), current
         if previous is None or self.previous_K is None or not torch.equal(self.previous_K, self.K):
             return [False]
-        if self.problem.snap == "flexible" and self.gap > config["stop_gap"]:
+        if self.problem.snap == "flexible" and config["delta"] is None and self.gap > config["stop_gap"]:
             return [False]
         floor = torch.finfo(self.problem.T.dtype).eps * 0.5 * float(self.norm_sq)  # an exact fit counts
         return [abs(previous - current) <= tol * max(abs(previous), floor)]
@@ -218,6 +224,9 @@ class CPHALS(Solver):
             c = self.c
             self._normalise_dict_factor()
             self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct)
+            if self.config["result"] == "relaxed":  # the relaxed factor as it is: near the atoms, not on them
+                self.gap = float(kernels.atom_gap(self.factors[c], self.Dn.index_select(1, self.K))[1])
+                return self._output(extra)
             raw = self.problem.dictionary.index_select(1, self.K)
             self.factors[c].copy_(raw)
             self.factors[(c + 1) % self.order].div_(torch.linalg.vector_norm(raw, dim=0))
@@ -227,8 +236,15 @@ class CPHALS(Solver):
                     for n in range(self.order):
                         if n != c:
                             self.update_mode(n)
+            self.gap = 0.0
+        return self._output(extra)
+
+    def _output(self, extra: dict) -> SolverOutput:
+        if self.Dn is not None:
             self._last_mttkrp = self._last_objective = None
             extra["indices"] = self.K.tolist()
+            extra["gap"] = self.gap
+            extra["delta"] = None if self.delta is None else float(self.delta)
             extra["final_objective"] = float(self.objective())
         # the reported error from the residual itself: the cheap formula of objective()
         # cancels ||T||^2 against the model's terms (sqrt(eps) resolution in float32)

@@ -17,6 +17,10 @@ columns), then the weight delta (:func:`torchnmf_l1.kernels.proximal_weight`): s
 :math:`\|U-\bar D(:,K)\|_F > 0.01\|\bar D(:,K)\|_F`. The fit stops when K did not change
 and :math:`\|U-\bar D(:,K)\|_F \le 0.05\|\bar D(:,K)\|_F`.
 
+With a fixed ``delta=lambda`` the weight stays :math:`\delta = \lambda\|X\|_F^2` (the
+flexible constraint of Cohen and Gillis at a chosen strength) and ``result="relaxed"``
+returns U and V themselves: atoms adjusted to the data, close to, not equal to, D(:, K).
+
 The starting atoms: r random atoms, or the columns a separable method picks on X (run
 through the registry and the shared fit path, so d-X starts exactly where X ends), each
 matched to its best atom. The end: H = argmin ||X - D(:, K) H||, never worse than the start.
@@ -38,7 +42,7 @@ from torch import Tensor
 
 from .. import kernels
 from ..fit import FitDefaults, FitOptions, fit_solver
-from ..params import Integer, Number, Param
+from ..params import Choice, Integer, Number, OneOf, Param
 from ..problem import DictionaryProblem
 from ..registry import get_solver, register_solver
 from .base import Solver, SolverOutput
@@ -51,6 +55,18 @@ PROXIMAL_OPTIONS = {
     "growth": Param(1.5, Number(1), "factor of delta while the gap exceeds raise_gap"),
     "raise_gap": Param(0.01, Number(0), "relative gap above which delta grows"),
     "stop_gap": Param(0.05, Number(0), "relative gap under which a stable K stops the fit"),
+    "delta": Param(
+        None, OneOf(None, Number(0, closed="neither")),
+        "None: the growing schedule; a number lambda: a fixed weight delta = lambda ||X||_F^2 (relative to the "
+        "data, so that lambda means the same at any scale), the model then kept relaxed at that weight and a "
+        "stable K with a relative change of the objective under stop_change stopping the fit",
+    ),
+    "stop_change": Param(1e-6, Number(0), "fixed delta: relative change of the objective under which a stable K stops"),
+    "result": Param(
+        "atoms", Choice("atoms", "relaxed"),
+        "'atoms': W = D(:, K) exactly, H refitted; 'relaxed': W = U, the factor of the relaxed model "
+        "(unit-norm columns near the atoms, not equal to them) and H = V",
+    ),
 }
 
 
@@ -88,8 +104,11 @@ class ProximalDictionaryNMF(Solver):
         self.previous_K = K0
         self.U = self.Dn.index_select(1, K0).clone()
         self.V = H0 * torch.linalg.vector_norm(D.index_select(1, K0), dim=0)[:, None]
-        self.delta = None
+        fixed = self.config.get("delta")
+        self.fixed_delta = fixed is not None
+        self.delta = X.new_tensor(fixed) * torch.sum(X * X) if self.fixed_delta else None
         self.gap = float("inf")
+        self._previous_objective = None
         self.eye = torch.eye(K0.numel(), device=X.device, dtype=X.dtype)
         self._started = time.perf_counter()
 
@@ -152,12 +171,17 @@ class ProximalDictionaryNMF(Solver):
         c = self.config
         self.previous_K, self.K = self.K, self._match(self.U, self.Dn)
         gap_sq, gap = kernels.atom_gap(self.U, self.Dn.index_select(1, self.K))
+        self.gap = float(gap)
+        stable = bool(torch.equal(self.previous_K, self.K))
+        if self.fixed_delta:
+            current = float(self.objective())
+            previous, self._previous_objective = self._previous_objective, current
+            return [stable and previous is not None and abs(previous - current) <= c["stop_change"] * abs(previous)]
         residual = 2 * kernels.frobenius_loss(self.X, self.U, self.V)
         self.delta = kernels.proximal_weight(
             self.delta, residual, gap_sq, gap, factor=c["delta_factor"], growth=c["growth"], raise_gap=c["raise_gap"]
         )
-        self.gap = float(gap)
-        return [bool(torch.equal(self.previous_K, self.K)) and self.gap <= c["stop_gap"]]
+        return [stable and self.gap <= c["stop_gap"]]
 
     def objective(self) -> Tensor:
         """Relaxed objective :math:`\\tfrac12\\|X-UV\\|^2 + \\tfrac{\\delta}{2}\\|U - \\bar D(:,K)\\|^2` (0-dim)."""
@@ -166,6 +190,8 @@ class ProximalDictionaryNMF(Solver):
         return kernels.frobenius_loss(self.X, self.U, self.V) + 0.5 * delta * torch.sum((self.U - DK) ** 2)
 
     def finish(self) -> SolverOutput:
+        if self.config["result"] == "relaxed":
+            return self._finish_relaxed()
         D, X, K = self.D, self.X, self.K
         scale = torch.linalg.vector_norm(D.index_select(1, K), dim=0).clamp_min(torch.finfo(D.dtype).tiny)
         H = self._nnls(K, (self.V / scale[:, None]).clamp_min(0))
@@ -186,3 +212,22 @@ class ProximalDictionaryNMF(Solver):
             time_total=self.time_init + time.perf_counter() - self._started,
         )
         return SolverOutput({"indices": K, "H": H}, extra)
+
+    def _finish_relaxed(self) -> SolverOutput:
+        """W = U and H = V of the relaxed model as they are (K: the atoms U is nearest to)."""
+        X, U, V = self.X, self.U, self.V
+        K = self._match(U, self.Dn)
+        error = float(kernels.relative_error(X, U, V))
+        extra = dict(
+            kept_init=False,
+            indices=K.tolist(),
+            init_indices=self.K0.tolist(),
+            init_relative_error=self.init_error,
+            relative_error=error,
+            delta=None if self.delta is None else float(self.delta),
+            gap=float(kernels.atom_gap(U, self.Dn.index_select(1, K))[1]),
+            time_init=self.time_init,
+            separable=self.separable,
+            time_total=self.time_init + time.perf_counter() - self._started,
+        )
+        return SolverOutput({"indices": K, "H": V.clone(), "U": U.clone()}, extra)

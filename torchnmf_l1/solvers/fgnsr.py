@@ -5,21 +5,26 @@ r"""FGNSR: fast gradient method for nonnegative sparse regression with self-dict
     \qquad
     \Omega = \{X \ge 0,\; X_{ii} \le 1,\; w_i X_{ij} \le w_j X_{ii}\}
 
-with M the data (m x n), w its column l1 norms and p a positive vector close to
-ones (a small random perturbation from the generator breaks ties between
-duplicated columns). Nesterov's accelerated projected gradient with step
-:math:`1/\sigma_{\max}(M)^2`, the exact projection
-:func:`~torchnmf_l1.kernels.project_omega`, and a restart when the objective rises
-(the step is rejected, the momentum reset). Each iteration costs two dense
+with M the data (m x n), w all ones (the authors' call; or the column l1 norms of M) and
+p a positive vector close to ones (a small random perturbation from the generator
+breaks ties between duplicated columns). Nesterov's accelerated projected gradient
+with step :math:`1/\sigma_{\max}(M)^2` and the exact projection
+:func:`~torchnmf_l1.kernels.project_omega`; by default as the authors' code runs it
+(Gillis and Luce's MATLAB FGNSR): from X = 0, every step taken, the momentum reset
+when the objective rises (:func:`~torchnmf_l1.kernels.restart_update`), and at each
+restart mu moved by the factor 1 -/+ sigma towards trace(X) = r/2 + 1
+(:func:`~torchnmf_l1.kernels.bracketing_update`), 1000 iterations. ``momentum="reject"``
+with ``mu_rule="trace-ratio"`` and ``spa_init=True`` is the monotone variant of earlier
+versions of this package (rejected rises, mu scaled by the trace ratio). Each iteration costs two dense
 products, :math:`MX` (m x n x n) and :math:`M^T(MY - M)`, and one projection; MY is
 carried as a linear combination of MX's, so the objective comes for free.
 
-The starting point is the SPA solution (X(K, :) = H from the shared NNLS); mu
-starts at the value that makes both terms of the objective equal there,
-:math:`\mu_0 = \tfrac12\|M - M(:,K)H\|_F^2 / r`, and during the first
-``adjust_iters`` iterations it is multiplied every ``adjust_every`` iterations by
-:math:`\operatorname{tr}(X) / (r/2 + 1)` (clipped to [1/2, 2]), which moves the
-trace towards r/2 + 1. K is read from the r largest diagonal entries of X (or by
+mu starts where the two terms of the objective balance at the SPA solution (K by SPA,
+H from the shared NNLS): :math:`\mu_0 = (\|M - M(:,K)H\|_F^2 + 10^{-6}\|M\|_F^2) / p(K)^T 1`
+(the authors add an absolute 1e-3; relative here, for scale invariance); with
+``mu_rule="trace-ratio"`` :math:`\mu_0 = \tfrac12\|M - M(:,K)H\|_F^2 / r`, multiplied
+every ``adjust_every`` of the first ``adjust_iters`` iterations by
+:math:`\operatorname{tr}(X) / (r/2 + 1)` (clipped to [1/2, 2]). K is read from the r largest diagonal entries of X (or by
 SPA on :math:`X^T`); with ``rank=None`` (and ``mu`` given) r is the number of
 diagonal entries >= 1/2.
 
@@ -47,7 +52,7 @@ __all__ = ["FGNSR"]
 
 @register_solver("fgnsr", family="separable")
 class FGNSR(SeparableSolver):
-    """FGNSR solver (iterative; driven by the fit loop, 500 iterations and tol 1e-6 by default).
+    """FGNSR solver (iterative; driven by the fit loop, 1000 iterations and tol 1e-6 by default).
 
     The mu adjustment raises the objective at the first checks; the fit loop never takes
     an increase for convergence, so a positive tol is safe here.
@@ -57,17 +62,30 @@ class FGNSR(SeparableSolver):
 
     one_shot = False
     detects_rank = True
-    fit_defaults = FitDefaults(max_iter=500, tol=1e-6, check_every=10)
+    fit_defaults = FitDefaults(max_iter=1000, tol=1e-6, check_every=10)
     options = {
         "mu": Param(None, OneOf(None, Number(0, closed="neither")), "fixed initial mu; None derives it from the SPA residual (needs rank)"),
         "adjust_mu": Param(True, Boolean(), "move mu so that trace(X) approaches trace_target"),
-        "adjust_every": Param(10, Integer(1), "iterations between two adjustments of mu"),
-        "adjust_iters": Param(200, Integer(0), "mu is adjusted during the first adjust_iters iterations"),
+        "mu_rule": Param(
+            "restart", Choice("restart", "trace-ratio"),
+            "'restart' (the authors'): mu0 = (||M - M(:,K)H||_F^2 + e) / p(K), then at every momentum restart "
+            "mu *= 1 -/+ sigma towards the trace target, sigma = 0.1 halved at each change of direction; "
+            "'trace-ratio': mu0 = ||M - M(:,K)H||_F^2 / (2 r), multiplied every adjust_every iterations "
+            "(during the first adjust_iters) by trace(X) / target clipped to [1/2, 2]",
+        ),
+        "momentum": Param(
+            "restart", Choice("restart", "reject"),
+            "'restart' (the authors'): every step is taken, a rise resets the momentum (Nesterov's scheme II, "
+            "alpha0 = 0.05); 'reject': a step that raises the objective is rejected and the momentum reset, so "
+            "the objective never increases (O'Donoghue and Candes)",
+        ),
+        "adjust_every": Param(10, Integer(1), "mu_rule='trace-ratio': iterations between two adjustments of mu"),
+        "adjust_iters": Param(200, Integer(0), "mu_rule='trace-ratio': mu is adjusted during the first adjust_iters iterations"),
         "trace_target": Param(None, OneOf(None, Number(0, closed="neither")), "target of trace(X) (None: r/2 + 1)"),
         "extract": Param("diag", Choice("diag", "spa"), "K from the r largest diagonal entries of X, or by SPA on X^T"),
-        "weights": Param("l1", Choice("l1", "ones"), "w of Omega: the column l1 norms of M, or all ones"),
-        "spa_init": Param(True, Boolean(), "start from the SPA solution (else from X = 0)"),
-        "p_noise": Param(1e-2, Number(0), "p = 1 + p_noise * U[0, 1) (from the generator)"),
+        "weights": Param("ones", Choice("l1", "ones"), "w of Omega: all ones (the authors' call) or the column l1 norms of M"),
+        "spa_init": Param(False, Boolean(), "start from the SPA solution (else from X = 0, the authors')"),
+        "p_noise": Param(1e-2, Number(0), "p = 1 + p_noise (U[0, 1) - 1/2) (from the generator), as the authors'"),
     }
 
     def __init__(self, problem, state=None, **options):
@@ -76,54 +94,74 @@ class FGNSR(SeparableSolver):
         rank = self.rank
         if rank is None and cfg["mu"] is None:
             raise ValueError("fgnsr with rank=None needs an explicit mu (the rank is then read from the diagonal)")
+        if cfg["mu_rule"] == "restart" and cfg["momentum"] != "restart":
+            raise ValueError("fgnsr: mu_rule='restart' adjusts mu at the momentum restarts and needs momentum='restart', "
+                             f"got momentum={cfg['momentum']!r}; use mu_rule='trace-ratio' with momentum='reject'")
         M = self.X
         n = M.shape[1]
         self.M = M
         self.w = M.sum(dim=0) if cfg["weights"] == "l1" else M.new_ones(n)
         self.L = torch.linalg.matrix_norm(M, ord=2) ** 2
         u = torch.rand(n, generator=self.generator, device=M.device, dtype=M.dtype)
-        self.p = 1 + cfg["p_noise"] * u
+        self.p = 1 + cfg["p_noise"] * (u - 0.5)
         Xs = M.new_zeros(n, n)
         mu = None
         if rank is not None and (cfg["spa_init"] or cfg["mu"] is None):
             K = kernels.spa(M, rank)
             W = M.index_select(1, K)
             H = kernels.nnls_columns(M, W)
-            mu = 0.5 * torch.sum((M - W @ H) ** 2) / rank
+            error = torch.sum((M - W @ H) ** 2)
+            if cfg["mu_rule"] == "restart":
+                # the authors add 1e-3 so that an exact SPA fit keeps a trace term; 1e-6 ||M||^2
+                # here, so that the scale of the data does not change the iterates
+                mu = (error + 1e-6 * torch.sum(M * M)) / self.p[K].sum()
+            else:
+                mu = 0.5 * error / rank
             if cfg["spa_init"]:
                 Xs[K] = H
                 Xs = kernels.project_omega(Xs, self.w)
         self.mu = M.new_tensor(cfg["mu"]) if cfg["mu"] is not None else mu.clamp_min(torch.finfo(M.dtype).tiny)
         self.target = cfg["trace_target"] if cfg["trace_target"] is not None else (rank / 2 + 1 if rank else None)
+        self.sigma, self.direction = M.new_tensor(0.1), M.new_zeros(())
         MX = M @ Xs
-        self.momentum = kernels.MomentumState(Xs, MX, Xs, MX, M.new_ones(()), self._objective(MX, Xs))
+        f = self._objective(MX, Xs)
+        if cfg["momentum"] == "restart":
+            self.momentum = kernels.RestartState(Xs, MX, Xs, MX, M.new_tensor(self.ALPHA0), f,
+                                                 torch.zeros((), dtype=torch.bool, device=M.device))
+        else:
+            self.momentum = kernels.MomentumState(Xs, MX, Xs, MX, M.new_ones(()), f)
         self.iteration = 0
+
+    ALPHA0 = 0.05  # the authors' initial (and restart) momentum parameter
 
     def _objective(self, MX: Tensor, Xs: Tensor) -> Tensor:
         return 0.5 * torch.sum((self.M - MX) ** 2) + self.mu * (self.p @ torch.diagonal(Xs))
 
     def step(self) -> None:
         """One accelerated projected-gradient iteration (no host sync)."""
-        M, state = self.M, self.momentum
+        M, state, cfg = self.M, self.momentum, self.config
         G = M.mT @ (state.ay - M)
         G.diagonal().add_(self.mu * self.p)
         # y - G / L written into G: one pass over the n x n iterate, no new allocation
         Xn = kernels.project_omega(torch.addcdiv(state.y, G, self.L, value=-1, out=G), self.w)
         MXn = M @ Xn
-        state = kernels.accelerated_update(state, Xn, MXn, self._objective(MXn, Xn))
+        fn = self._objective(MXn, Xn)
+        restarting = cfg["momentum"] == "restart"
+        state = kernels.restart_update(state, Xn, MXn, fn, self.ALPHA0) if restarting else \
+            kernels.accelerated_update(state, Xn, MXn, fn)
         self.iteration += 1
-        cfg = self.config
-        if (
-            cfg["adjust_mu"]
-            and self.target is not None
-            and self.iteration <= cfg["adjust_iters"]
-            and self.iteration % cfg["adjust_every"] == 0
-        ):
+        adjust = cfg["adjust_mu"] and self.target is not None
+        if adjust and cfg["mu_rule"] == "restart":
+            self.mu, self.sigma, self.direction = kernels.bracketing_update(
+                self.mu, torch.trace(state.x), self.target, self.sigma, self.direction, state.restarted)
+        elif adjust and self.iteration <= cfg["adjust_iters"] and self.iteration % cfg["adjust_every"] == 0:
             ratio = (torch.trace(state.x) / self.target).clamp(0.5, 2.0)
             self.mu = self.mu * ratio
             # the objective changed with mu: restart the momentum from the iterate
-            state = kernels.MomentumState(state.x, state.ax, state.x, state.ax, torch.ones_like(state.t),
-                                          self._objective(state.ax, state.x))
+            f = self._objective(state.ax, state.x)
+            state = kernels.RestartState(state.x, state.ax, state.x, state.ax, torch.full_like(state.alpha, self.ALPHA0),
+                                         f, torch.zeros_like(state.restarted)) if restarting else \
+                kernels.MomentumState(state.x, state.ax, state.x, state.ax, torch.ones_like(state.t), f)
         self.momentum = state
         self.indices = None
 
