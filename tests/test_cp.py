@@ -220,3 +220,24 @@ def test_dictionary_cp_relaxed_result_with_a_fixed_delta_recovers_perturbed_atom
     assert result.extra["relative_error"] < snapped_result.extra["relative_error"]
     with pytest.raises(ValueError, match="result='relaxed' keeps the relaxed factor of snap='flexible'"):
         DictionaryCP(3, dictionary=D, result="relaxed")
+
+
+def test_dictionary_cp_with_two_dictionaries_and_counts():
+    """Atoms split over two dictionaries: counts force 2 from the first and 1 from the second;
+    the planted atoms are found, and a count the planted split contradicts gives another split."""
+    D, factors, T, true = _dictionary_problem(0)  # atoms 3, 8, 15 of 25
+    D1, D2 = D[:, :12], D[:, 12:]
+    model = DictionaryCP(3, dictionary=[D1, D2], counts=[2, 1], seed=0)
+    result = model.fit(T, max_iter=200)
+    assert sorted(model.indices.tolist()) == true  # 3 and 8 in D1, 15 (= 12 + 3) in D2
+    assert result.extra["relative_error"] < 1e-4
+    forced = DictionaryCP(3, dictionary=[D1, D2], counts=[1, 2], seed=0)
+    forced.fit(T, max_iter=200)
+    K = forced.indices.tolist()
+    assert sum(k < 12 for k in K) == 1 and sum(k >= 12 for k in K) == 2
+    with pytest.raises(ValueError, match="same height"):
+        DictionaryCP(3, dictionary=[D1, D2[:-1]], counts=[2, 1])
+    with pytest.raises(ValueError, match="counts is only used with several dictionaries"):
+        DictionaryCP(3, dictionary=D, counts=[3])
+    with pytest.raises(ValueError, match="atoms_init='subspace' takes one dictionary"):
+        DictionaryCP(3, dictionary=[D1, D2], counts=[2, 1], atoms_init="subspace")

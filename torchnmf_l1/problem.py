@@ -346,6 +346,9 @@ class CPProblem:
         Atoms of mode ``dict_mode``.
     dict_mode, distinct, snap, atoms_init :
         See :class:`torchnmf_l1.DictionaryCP`.
+    groups, counts :
+        Several dictionaries side by side in ``dictionary`` (their sizes) and the atoms to
+        take from each (an int or an inclusive (lo, hi) each), as for dictionary NMF.
     """
 
     T: Tensor
@@ -357,6 +360,8 @@ class CPProblem:
     snap: str = "hard"
     atoms_init: str = "match"
     weights: Tensor | None = None
+    groups: tuple | None = None
+    counts: tuple | None = None
 
     @property
     def order(self) -> int:

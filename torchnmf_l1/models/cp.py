@@ -33,6 +33,7 @@ from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize_cp, make_generator
 from ..kernels.cp import cp_reconstruct
+from ..kernels.dictionary import normalize_counts
 from ..missing import prepare_cp_weights
 from ..params import Anything, Boolean, Choice, Integer, OneOf, Param, Registered, check_params
 from ..problem import CPProblem, CPState
@@ -47,8 +48,9 @@ CP_PARAMETERS = {
 }
 DICTIONARY_CP_PARAMETERS = {
     **CP_PARAMETERS,
-    "dictionary": Param(None, Anything("an I_mode x d nonnegative matrix"), "the atoms of the constrained mode",
-                        required=True),
+    "dictionary": Param(None, Anything("an I_mode x d nonnegative matrix, or a list of them"),
+                        "the atoms of the constrained mode", required=True),
+    "counts": Param(None, Anything("one int or (lo, hi) per dictionary, or None"), "atoms taken from each dictionary"),
     "mode": Param(0, Integer(), "the constrained mode (negative values count from the end)"),
     "distinct": Param(True, Boolean(), "different atoms for different components"),
     "snap": Param("hard", Choice("hard", "flexible"), "snap to the atoms, or pull towards them"),
@@ -241,8 +243,12 @@ class DictionaryCP(NonnegativeCP):
     Parameters
     ----------
     rank : int
-    dictionary : Tensor or array (I_mode x d)
-        Nonnegative atoms (columns).
+    dictionary : Tensor or array (I_mode x d), or a list of them
+        Nonnegative atoms (columns); several dictionaries (same height) side by side with
+        ``counts`` (Cohen and Gillis, "Spectral unmixing with multiple dictionaries", 2018).
+    counts : list of int or (lo, hi), optional
+        With several dictionaries: how many atoms to take from each (an exact number or an
+        inclusive range), as for :class:`~torchnmf_l1.DictionaryNMF`.
     mode : int
         The constrained mode (negative values count from the end).
     distinct : bool
@@ -272,12 +278,28 @@ class DictionaryCP(NonnegativeCP):
 
     hyperparameters = DICTIONARY_CP_PARAMETERS
 
-    def __init__(self, rank: int, *, dictionary, mode: int = 0, distinct: bool = True, snap: str = "hard", atoms_init: str = "match", **kwargs):
+    def __init__(self, rank: int, *, dictionary, counts=None, mode: int = 0, distinct: bool = True, snap: str = "hard",
+                 atoms_init: str = "match", **kwargs):
         check_params({k: v for k, v in DICTIONARY_CP_PARAMETERS.items() if k not in CP_PARAMETERS or k == "rank"},
-                     dict(rank=rank, dictionary=dictionary, mode=mode, distinct=distinct, snap=snap, atoms_init=atoms_init),
-                     "DictionaryCP")
+                     dict(rank=rank, dictionary=dictionary, counts=counts, mode=mode, distinct=distinct, snap=snap,
+                          atoms_init=atoms_init), "DictionaryCP")
         super().__init__(rank, **kwargs)
-        D = prepare_dictionary(dictionary, "dictionary", self.device, self.dtype)
+        if isinstance(dictionary, (list, tuple)):
+            parts = [prepare_dictionary(P, f"dictionary[{i}]", self.device, self.dtype) for i, P in enumerate(dictionary)]
+            heights = [P.shape[0] for P in parts]
+            if len(set(heights)) != 1:
+                raise ValueError(f"the dictionaries must have the same height, got heights {heights}")
+            D = torch.cat([P.to(parts[0].dtype) for P in parts], dim=1)
+            self.groups = tuple(P.shape[1] for P in parts)
+            normalize_counts(self.groups, counts, rank, distinct)  # validates now
+            if atoms_init == "subspace":
+                raise ValueError("atoms_init='subspace' takes one dictionary; with several use atoms_init='match'")
+        else:
+            D = prepare_dictionary(dictionary, "dictionary", self.device, self.dtype)
+            self.groups = None
+            if counts is not None:
+                raise ValueError("counts is only used with several dictionaries (pass dictionary=[D1, D2, ...])")
+        self.counts = None if counts is None else tuple(counts)
         if distinct and rank > D.shape[1]:
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")
         if atoms_init == "subspace" and not distinct:
@@ -305,7 +327,7 @@ class DictionaryCP(NonnegativeCP):
                 f"the dictionary has {self.dictionary.shape[0]} rows but mode {mode} of T has size {T.shape[mode]}; they must match"
             )
         return CPProblem(T, mask, None, self.dictionary.to(device=T.device, dtype=T.dtype), mode, self.distinct, self.snap,
-                         self.atoms_init, weights)
+                         self.atoms_init, weights, self.groups, self.counts)
 
     def _commit(self, output) -> None:
         super()._commit(output)

@@ -165,7 +165,8 @@ class CPHALS(Solver):
             return None if self.Dn is None else [False]
         c, config = self.c, self.config
         self.previous_K = self.K
-        self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct)
+        self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct, groups=self.problem.groups,
+                                        counts=self.problem.counts)
         DK = self.Dn.index_select(1, self.K)
         if self.problem.snap == "hard":
             self.factors[c].copy_(DK)
@@ -223,7 +224,8 @@ class CPHALS(Solver):
             # the final snap: factor c = D(:, K) exactly, its scale moved to the next factor
             c = self.c
             self._normalise_dict_factor()
-            self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct)
+            self.K = kernels.match_atoms(self.factors[c], self.Dn, distinct=self.problem.distinct, groups=self.problem.groups,
+                                        counts=self.problem.counts)
             if self.config["result"] == "relaxed":  # the relaxed factor as it is: near the atoms, not on them
                 self.gap = float(kernels.atom_gap(self.factors[c], self.Dn.index_select(1, self.K))[1])
                 return self._output(extra)
