@@ -71,7 +71,9 @@ def test_one_step_gradient_flows_through_the_last_step_only():
 
 def test_nmf_layer_bad_input():
     with pytest.raises(ValueError, match="backward must be one of"):
-        NMFLayer(4, 2, backward="implicit")
+        NMFLayer(4, 2, backward="implicitly")
+    with pytest.raises(ValueError, match="implicit_tol must be a number >= 0"):
+        NMFLayer(4, 2, backward="implicit", implicit_tol=-1.0)
     with pytest.raises(ValueError, match="n_iter must be an integer >= 1"):
         NMFLayer(4, 2, n_iter=0)
     layer = NMFLayer(4, 2)
@@ -101,3 +103,36 @@ def test_torch_compile_matches_eager():
     xe = x.clone().requires_grad_()
     layer(xe).sum().backward()
     torch.testing.assert_close(xr.grad, xe.grad, rtol=1e-10, atol=1e-12)
+
+
+def _converging_input(seed=0, m=6, n=5, r=2):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(m, r, generator=g, dtype=F64) @ torch.rand(r, n, generator=g, dtype=F64)
+            + 0.3 * torch.rand(m, n, generator=g, dtype=F64))
+
+
+@pytest.mark.parametrize("loss", ["frobenius", "kl"])
+def test_implicit_backward_against_finite_differences(loss):
+    """At a converged forward the implicit gradient is the derivative of the output: gradcheck
+    (float64, central differences of the whole forward) and the unrolled gradient agree."""
+    X = _converging_input(1, 4, 3)  # the gauged MU reaches its fixed point to 1e-15 within 500 steps
+    layer = NMFLayer(4, 2, n_iter=600, loss=loss, backward="implicit", learn_dictionary=False, seed=0,
+                     implicit_max_iter=20000, implicit_tol=1e-13, dtype=F64)
+    assert torch.autograd.gradcheck(lambda x: layer(x), (X.clone().requires_grad_(),), eps=1e-6, atol=1e-6)
+    G = torch.randn(4, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x = X.clone().requires_grad_()
+    (layer(x) * G).sum().backward()
+    unrolled = NMFLayer(4, 2, n_iter=600, loss=loss, backward="unrolled", learn_dictionary=False, seed=0, dtype=F64)
+    y = X.clone().requires_grad_()
+    (unrolled(y) * G).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad, rtol=1e-7, atol=1e-9)
+
+
+def test_implicit_backward_trains_the_dictionary_straight_through():
+    """D's gradient is that of the output with respect to W, summed over the batch (as in one-step)."""
+    X = torch.stack([_converging_input(s) for s in range(3)])
+    layer = NMFLayer(6, 2, n_iter=300, backward="implicit", seed=0, dtype=F64)
+    W, H = layer.factorize(X)
+    G = torch.randn_like(W)
+    (W * G).sum().backward()
+    torch.testing.assert_close(layer.dictionary.grad, G.sum(0) * (layer.dictionary.detach() >= 0))

@@ -290,7 +290,7 @@ class NNLSLayer(nn.Module):
         return self
 
 
-NMF_BACKWARDS = ("one-step", "unrolled")
+NMF_BACKWARDS = ("one-step", "unrolled", "implicit")
 
 
 class NMFLayer(nn.Module):
@@ -306,9 +306,17 @@ class NMFLayer(nn.Module):
     Backward: ``"one-step"`` (the Hamburger paper's one-step gradient: the first
     ``n_iter - 1`` steps run without autograd and the gradient flows through the last step
     only, memory independent of ``n_iter``; the start's gradient, that of D, passes straight
-    through the first steps, so that a learned dictionary is trained) or ``"unrolled"``
+    through the first steps, so that a learned dictionary is trained), ``"unrolled"``
     (autograd through every step: the exact gradient of the computed output, memory growing
-    with ``n_iter``).
+    with ``n_iter``) or ``"implicit"`` (the implicit function theorem at the fixed point
+    :math:`z^\star = T(z^\star, X)` of one step T, z = (W, H): the adjoint
+    :math:`v = g + (\partial T/\partial z)^T v` solved by fixed-point iteration with one
+    vector-Jacobian product of T per iteration, then :math:`\partial T/\partial X^T v`; memory
+    of one step whatever ``n_iter``, exact when the forward has converged (Bai, Kolter and
+    Koltun, 2019). MU is invariant to the scale of W's columns moved into H, which makes the
+    fixed points a continuum and the adjoint iteration diverge; the implicit mode fixes that
+    gauge, W with unit-norm columns after every step (WH unchanged), so that the fixed point
+    is isolated. D's gradient passes straight through, as in one-step.)
 
     Parameters
     ----------
@@ -319,7 +327,7 @@ class NMFLayer(nn.Module):
     n_iter : int
         Steps per forward (>= 1).
     loss : {"frobenius", "kl"}
-    backward : {"one-step", "unrolled"}
+    backward : {"one-step", "unrolled", "implicit"}
     learn_dictionary : bool
         D is a Parameter (trained with the network); otherwise a fixed buffer.
     seed : int, optional
@@ -327,6 +335,10 @@ class NMFLayer(nn.Module):
     validate : bool
         Check that x is finite and nonnegative (one read of the device); ``False`` under
         ``torch.func.vmap``, which cannot branch on tensor values.
+    implicit_max_iter, implicit_tol : int, float
+        ``backward="implicit"``: at most this many adjoint iterations, stopping once the
+        change of the adjoint falls under ``implicit_tol`` times its size (read on the
+        host, in the backward pass only).
     device, dtype :
         Of D.
 
@@ -344,13 +356,18 @@ class NMFLayer(nn.Module):
 
     def __init__(self, in_features: int, rank: int, *, n_iter: int = 6, loss: str = "frobenius",
                  backward: str = "one-step", learn_dictionary: bool = True, seed: int | None = None,
-                 validate: bool = True, device=None, dtype=None):
+                 validate: bool = True, implicit_max_iter: int = 1000, implicit_tol: float = 1e-8,
+                 device=None, dtype=None):
         super().__init__()
-        for name, value, low in (("in_features", in_features, 1), ("rank", rank, 1), ("n_iter", n_iter, 1)):
+        for name, value, low in (("in_features", in_features, 1), ("rank", rank, 1), ("n_iter", n_iter, 1),
+                                 ("implicit_max_iter", implicit_max_iter, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         _check_choice(loss, "loss", LOSSES)
         _check_choice(backward, "backward", NMF_BACKWARDS)
+        if isinstance(implicit_tol, bool) or not isinstance(implicit_tol, (int, float)) or not implicit_tol >= 0:
+            raise ValueError(f"implicit_tol must be a number >= 0, got {implicit_tol!r}")
+        self.implicit_max_iter, self.implicit_tol = implicit_max_iter, float(implicit_tol)
         self.in_features, self.rank, self.n_iter = in_features, rank, n_iter
         self.loss, self.backward, self.seed, self.validate = loss, backward, seed, bool(validate)
         self.beta = 2.0 if loss == "frobenius" else 1.0
@@ -373,6 +390,12 @@ class NMFLayer(nn.Module):
         Wt = Wt * kernels.mu_ratio(Wt, *kernels.beta_mu_ratio_terms(X.mT, H.mT, Wt, self.beta))
         return Wt.mT, H
 
+    def _gauged_step(self, X: Tensor, W: Tensor, H: Tensor) -> tuple[Tensor, Tensor]:
+        """One step, then W's columns at unit norm and their scale in H (WH unchanged)."""
+        W, H = self._step(X, W, H)
+        norms = torch.linalg.vector_norm(W, dim=-2, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
+        return W / norms, H * norms.mT
+
     def factorize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(W, H) of each sample: (B, m, r) and (B, r, n), for x of shape (B, m, n) (or (m, n))."""
         if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[-2] != self.in_features:
@@ -385,7 +408,14 @@ class NMFLayer(nn.Module):
         D = self.dictionary.clamp_min(0)
         W = D.expand(X.shape[0], -1, -1)
         H = torch.softmax(D.mT @ X, dim=-2)
-        if self.backward == "one-step":
+        if self.backward == "implicit":
+            with torch.no_grad():
+                Wd, Hd = W.detach(), H.detach()
+                for _ in range(self.n_iter):
+                    Wd, Hd = self._gauged_step(X.detach(), Wd, Hd)
+            W, H = _ImplicitFixedPoint.apply(X, Wd, Hd, self)
+            W = W + (D - D.detach())  # the dictionary's gradient straight through, as in one-step
+        elif self.backward == "one-step":
             with torch.no_grad():
                 Wd, Hd = W.detach(), H.detach()
                 for _ in range(self.n_iter - 1):
@@ -402,3 +432,38 @@ class NMFLayer(nn.Module):
         """W H of each sample, the shape of x."""
         W, H = self.factorize(x)
         return W @ H
+
+
+class _ImplicitFixedPoint(torch.autograd.Function):
+    """(W*, H*) given as the fixed point of ``layer._gauged_step``; the backward solves the
+    adjoint equation by fixed-point iteration (see :class:`NMFLayer`, ``backward="implicit"``)."""
+
+    @staticmethod
+    def forward(ctx, X, W, H, layer):
+        ctx.layer = layer
+        ctx.save_for_backward(X, W, H)
+        return W.clone(), H.clone()
+
+    @staticmethod
+    def backward(ctx, grad_W, grad_H):
+        X, W, H = ctx.saved_tensors
+        layer = ctx.layer
+        with torch.enable_grad():
+            X0 = X.detach().requires_grad_(X.requires_grad)
+            W0, H0 = W.detach().requires_grad_(), H.detach().requires_grad_()
+            W1, H1 = layer._gauged_step(X0, W0, H0)
+            g = (torch.zeros_like(W) if grad_W is None else grad_W, torch.zeros_like(H) if grad_H is None else grad_H)
+            v = g
+            scale = float(torch.sqrt(g[0].square().sum() + g[1].square().sum()))
+            for _ in range(layer.implicit_max_iter):
+                jW, jH = torch.autograd.grad((W1, H1), (W0, H0), v, retain_graph=True)
+                new = (g[0] + jW, g[1] + jH)
+                change = float(torch.sqrt((new[0] - v[0]).square().sum() + (new[1] - v[1]).square().sum()))
+                v = new
+                if not math.isfinite(change):
+                    raise RuntimeError("NMFLayer(backward='implicit'): the adjoint iteration diverged (the forward is "
+                                       "not at an attracting fixed point); raise n_iter or use backward='unrolled'")
+                if change <= layer.implicit_tol * max(scale, torch.finfo(W.dtype).tiny):
+                    break
+            grad_X = torch.autograd.grad((W1, H1), (X0,), v)[0] if X.requires_grad else None
+        return grad_X, None, None, None
