@@ -200,7 +200,7 @@ def simplex_nnls(
     return out.transpose(0, 1)
 
 
-def snpa(X: Tensor, rank: int, *, tie_tol: float = 1e-6, max_iter: int = 500) -> tuple[Tensor, Tensor]:
+def snpa(X: Tensor, rank: int, *, tie_tol: float = 1e-6, max_iter: int = 200) -> tuple[Tensor, Tensor]:
     r"""Successive nonnegative projection algorithm (SNPA), O(mnr) per inner iteration.
 
     Like SPA, but the residual is the distance of each column to the convex hull of
