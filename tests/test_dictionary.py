@@ -173,21 +173,23 @@ def near_separable_fits():
     for method in ("spa", "snpa", "h2nmf", "fgnsr"):
         plain = SeparableNMF(5, method, seed=0, dtype=torch.float64)
         plain.fit(X)
-        model = DictionaryNMF(5, dictionary=X, init=f"d-{method.upper()}", seed=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            result = model.fit(X)
-        fits[method] = (plain, model, result)
+        for solver in ("nmfdico", "proximal"):
+            model = DictionaryNMF(5, dictionary=X, init=f"d-{method.upper()}", seed=0, solver=solver)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                result = model.fit(X)
+            fits[method, solver] = (plain, model, result)
     return X, fits
 
 
+@pytest.mark.parametrize("solver", ["nmfdico", "proximal"])
 @pytest.mark.parametrize("method", ["snpa", "h2nmf", "fgnsr"])
-def test_d_init_starts_from_the_separable_pick_and_does_not_worsen_it(near_separable_fits, method):
+def test_d_init_starts_from_the_separable_pick_and_does_not_worsen_it(near_separable_fits, method, solver):
     X, fits = near_separable_fits
-    plain, model, result = fits[method]
+    plain, model, result = fits[method, solver]
     # on this problem the method picks other columns (or another order) than SPA: a silent
     # SPA fallback would fail the next assertion
-    assert plain.indices.tolist() != fits["spa"][0].indices.tolist()
+    assert plain.indices.tolist() != fits["spa", solver][0].indices.tolist()
     assert result.extra["init_indices"] == plain.indices.tolist()  # X is its own dictionary: same atoms, same order
     assert result.extra["separable"]["indices"] == plain.indices.tolist()
     plain_error = _relative_error(X, plain.W, plain.H.detach())
@@ -198,10 +200,11 @@ def test_d_init_starts_from_the_separable_pick_and_does_not_worsen_it(near_separ
     assert (model.H >= 0).all() and len(set(model.indices.tolist())) == 5
 
 
-@pytest.mark.parametrize("method", ["snpa", "h2nmf"])
-def test_d_init_strictly_improves_where_the_pick_is_poor(near_separable_fits, method):
+@pytest.mark.parametrize("method,solver", [("snpa", "proximal"), ("h2nmf", "proximal"), ("h2nmf", "nmfdico")])
+def test_d_init_strictly_improves_where_the_pick_is_poor(near_separable_fits, method, solver):
+    # (from this noisy SNPA pick the authors' nmfdico ends above its start and keeps the start)
     X, fits = near_separable_fits
-    plain, model, result = fits[method]
+    plain, model, result = fits[method, solver]
     assert not result.extra["kept_init"] and result.converged
     assert _relative_error(X, X[:, model.indices], model.H.detach()) < _relative_error(X, plain.W, plain.H.detach()) - 1e-3
 
@@ -327,13 +330,13 @@ def test_relaxed_result_with_a_fixed_delta_recovers_perturbed_atoms():
     W_true = D[:, K_true] * (1 + 0.15 * (torch.rand(40, 3, generator=g, dtype=torch.float64) - 0.5))
     X = W_true @ torch.rand(3, 60, generator=g, dtype=torch.float64)
     unit = lambda A: A / A.norm(dim=0)  # noqa: E731
-    snapped = DictionaryNMF(3, dictionary=D, init="spa", seed=0)
+    snapped = DictionaryNMF(3, dictionary=D, init="spa", seed=0, solver="proximal")
     snapped.fit(X)
     assert sorted(snapped.indices.tolist()) == K_true
     torch.testing.assert_close(snapped.W, D[:, snapped.indices])
     distances = {}
     for lam in (1e-3, 1e-2):
-        model = DictionaryNMF(3, dictionary=D, init="spa", seed=0, delta=lam, result="relaxed")
+        model = DictionaryNMF(3, dictionary=D, init="spa", seed=0, delta=lam, result="relaxed", solver="proximal")
         result = model.fit(X)
         assert sorted(model.indices.tolist()) == K_true
         assert result.extra["delta"] == pytest.approx(lam * float((X * X).sum()))
@@ -349,9 +352,9 @@ def test_relaxed_result_with_a_fixed_delta_recovers_perturbed_atoms():
 def test_fixed_delta_and_result_are_checked():
     D = torch.rand(10, 5, dtype=torch.float64)
     with pytest.raises(ValueError, match="delta"):
-        DictionaryNMF(2, dictionary=D, delta=0.0)
+        DictionaryNMF(2, dictionary=D, delta=0.0, solver="proximal")
     with pytest.raises(ValueError, match="result"):
-        DictionaryNMF(2, dictionary=D, result="snapped")
+        DictionaryNMF(2, dictionary=D, result="snapped", solver="proximal")
 
 
 def test_solver_options_reach_the_solver_with_a_separable_init():
@@ -363,3 +366,17 @@ def test_solver_options_reach_the_solver_with_a_separable_init():
     assert model.solver_options == {"inner_sweeps": 3, "stop_gap": 0.2}
     with pytest.raises(TypeError, match="unexpected option"):
         DictionaryNMF(2, dictionary=D, init="snpa", init_options={"subsample": 4}, bogus=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_authors_nmfdico_recovers_planted_atoms_like_the_proximal_solver(seed):
+    g = torch.Generator().manual_seed(10 + seed)
+    D = torch.rand(30, 40, generator=g, dtype=torch.float64)
+    true = sorted(torch.randperm(40, generator=g)[:4].tolist())
+    X = D[:, true] @ torch.rand(4, 150, generator=g, dtype=torch.float64)
+    model = DictionaryNMF(4, dictionary=D, init="spa", seed=seed, solver="nmfdico")  # the authors' default start
+    result = model.fit(X)
+    assert sorted(model.indices.tolist()) == true
+    assert result.converged and result.n_iter <= 30 and result.extra["relative_error"] < 1e-8
+    with pytest.raises(TypeError, match="unexpected option"):
+        DictionaryNMF(4, dictionary=D, solver="nmfdico", result="relaxed")  # the proximal solver's option
