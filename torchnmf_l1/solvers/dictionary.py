@@ -199,37 +199,28 @@ class ProximalDictionaryNMF(Solver):
         kept_init = error > self.init_error
         if kept_init:  # never return worse than the start (reported in extra)
             K, H, error = self.K0, self.H0, self.init_error
-        extra = dict(
+        return SolverOutput({"indices": K, "H": H}, self._report(K, error, self.gap, kept_init))
+
+    def _report(self, K: Tensor, error: float, gap: float, kept_init: bool) -> dict:
+        return dict(
             kept_init=kept_init,
             indices=K.tolist(),
             init_indices=self.K0.tolist(),
             init_relative_error=self.init_error,
             relative_error=error,
             delta=None if self.delta is None else float(self.delta),
-            gap=self.gap,
+            gap=gap,
             time_init=self.time_init,
             separable=self.separable,
             time_total=self.time_init + time.perf_counter() - self._started,
         )
-        return SolverOutput({"indices": K, "H": H}, extra)
 
     def _finish_relaxed(self) -> SolverOutput:
         """W = U and H = V of the relaxed model as they are (K: the atoms U is nearest to)."""
         X, U, V = self.X, self.U, self.V
         K = self._match(U, self.Dn)
         error = float(kernels.relative_error(X, U, V))
-        extra = dict(
-            kept_init=False,
-            indices=K.tolist(),
-            init_indices=self.K0.tolist(),
-            init_relative_error=self.init_error,
-            relative_error=error,
-            delta=None if self.delta is None else float(self.delta),
-            gap=float(kernels.atom_gap(U, self.Dn.index_select(1, K))[1]),
-            time_init=self.time_init,
-            separable=self.separable,
-            time_total=self.time_init + time.perf_counter() - self._started,
-        )
+        extra = self._report(K, error, float(kernels.atom_gap(U, self.Dn.index_select(1, K))[1]), False)
         return SolverOutput({"indices": K, "H": V.clone(), "U": U.clone()}, extra)
 
 
