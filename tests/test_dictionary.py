@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import itertools
 import re
 import warnings
@@ -380,3 +381,19 @@ def test_authors_nmfdico_recovers_planted_atoms_like_the_proximal_solver(seed):
     assert result.converged and result.n_iter <= 30 and result.extra["relative_error"] < 1e-8
     with pytest.raises(TypeError, match="unexpected option"):
         DictionaryNMF(4, dictionary=D, solver="nmfdico", result="relaxed")  # the proximal solver's option
+
+
+def test_nmfdico_without_warmup_has_a_finite_weight_that_pins_the_start():
+    """No warm-up: U = D(:, K0) exactly, a zero gap. The first weight stays finite, and it is
+    large enough to hold U at the starting atoms: the fit ends at K0 (why the warm-up matters,
+    experiments/dictionary_ablation.py); with the warm-up the planted atoms are found."""
+    g = torch.Generator().manual_seed(4)
+    D = torch.rand(20, 12, generator=g, dtype=torch.float64)
+    X = D[:, [1, 5, 9]] @ torch.rand(3, 40, generator=g, dtype=torch.float64)
+    cold = DictionaryNMF(3, dictionary=D, init="spa", seed=0, solver="nmfdico", warmup=0)
+    result = cold.fit(X)
+    assert math.isfinite(result.extra["delta"]) and torch.isfinite(cold.H).all()
+    assert sorted(cold.indices.tolist()) == sorted(result.extra["init_indices"]) != [1, 5, 9]
+    warm = DictionaryNMF(3, dictionary=D, init="spa", seed=0, solver="nmfdico")
+    warm.fit(X)
+    assert sorted(warm.indices.tolist()) == [1, 5, 9]

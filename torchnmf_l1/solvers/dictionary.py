@@ -267,9 +267,10 @@ class AuthorsDictionaryNMF(ProximalDictionaryNMF):
             kernels.hals_nnls_(Ut, V @ X.mT, V @ V.mT, max_sweeps=sweeps_U, delta=0.1, keep_rows_positive=True)
         self.U, self.V = Ut.mT, V
         DK = D.index_select(1, self.K)
-        tiny = torch.finfo(X.dtype).tiny
+        # the authors add 1e-6 to the gap (U = D(:, K) exactly without a warm-up); relative here
+        floor = 1e-6 * DK.square().sum() + torch.finfo(X.dtype).tiny
         self.delta = self.config["delta_factor"] * (X - self.U @ V).square().sum() / \
-            ((self.U - DK).square().sum() + tiny)
+            ((self.U - DK).square().sum() + floor)
         self.K = self._match(self.U, self.Dn)
         self.changes: list[int] = []
 
