@@ -136,3 +136,34 @@ def test_implicit_backward_trains_the_dictionary_straight_through():
     G = torch.randn_like(W)
     (W * G).sum().backward()
     torch.testing.assert_close(layer.dictionary.grad, G.sum(0) * (layer.dictionary.detach() >= 0))
+
+
+def test_hals_layer_steps_are_the_in_place_hals_sweeps():
+    """solver='hals': each step is one HALS sweep of H, then of W, per sample, as the in-place kernel."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 6, 7, generator=g, dtype=F64)
+    layer = NMFLayer(6, 3, n_iter=4, solver="hals", backward="unrolled", seed=0, dtype=F64)
+    W, H = layer.factorize(x)
+    for b in range(2):
+        D = layer.dictionary.detach().clamp_min(0)
+        Wb, Hb = D.clone(), torch.softmax(D.T @ x[b], dim=0)
+        for _ in range(4):
+            kernels.hals_sweep_(Hb, Wb.T @ x[b], Wb.T @ Wb)
+            Wt = Wb.T.contiguous()
+            kernels.hals_sweep_(Wt, Hb @ x[b].T, Hb @ Hb.T)
+            Wb = Wt.T
+        torch.testing.assert_close(W[b].detach(), Wb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(H[b].detach(), Hb, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="solver='hals' minimises the Frobenius loss"):
+        NMFLayer(6, 3, solver="hals", loss="kl")
+    with pytest.raises(ValueError, match="solver must be one of"):
+        NMFLayer(6, 3, solver="als")
+
+
+@pytest.mark.parametrize("backward", ["unrolled", "implicit"])
+def test_hals_layer_gradients_against_finite_differences(backward):
+    X = _converging_input(1, 4, 3)
+    n_iter = 3 if backward == "unrolled" else 300
+    layer = NMFLayer(4, 2, n_iter=n_iter, solver="hals", backward=backward, learn_dictionary=False, seed=0,
+                     implicit_max_iter=20000, implicit_tol=1e-13, dtype=F64)
+    assert torch.autograd.gradcheck(lambda x: layer(x), (X.clone().requires_grad_(),), eps=1e-6, atol=1e-6)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["hals_sweep_", "hals_nnls_", "nnls_columns", "least_squares_start"]
+__all__ = ["hals_sweep_", "hals_sweep", "hals_nnls_", "nnls_columns", "least_squares_start"]
 
 
 def _scaled(A: Tensor, B: Tensor, l1: float, l2: float, overwrite_A: bool = False) -> tuple[Tensor, Tensor]:
@@ -124,6 +124,22 @@ def hals_sweep_(
     if keep_rows_positive:
         _revive_zero_rows_(H)
     return (H - previous).square().sum(dim=(-2, -1))
+
+
+def hals_sweep(H: Tensor, A: Tensor, B: Tensor) -> Tensor:
+    """One HALS sweep over the rows of H, out of place and differentiable (autograd, vmap).
+
+    The rows of :func:`hals_sweep_` (``H_k <- max(0, H_k + (A_k - B_k H) / B_kk)`` in turn,
+    each row using the rows already updated), as new tensors: for the NMF layer, whose
+    steps autograd records. H (r, n) or (B, r, n); A like H; B (r, r) or (B, r, r). No host
+    read; a zero diagonal entry is bounded below by the dtype's ``tiny``.
+    """
+    A_scaled, B_scaled = _scaled(A, B, 0.0, 0.0)
+    rows = list(H.unbind(-2))
+    for k in range(len(rows)):
+        stacked = torch.stack(rows, dim=-2)
+        rows[k] = (A_scaled[..., k, :] - (B_scaled[..., k : k + 1, :] @ stacked).squeeze(-2)).clamp_min(0)
+    return torch.stack(rows, dim=-2)
 
 
 def _row_buffer(H: Tensor) -> Tensor:

@@ -291,14 +291,16 @@ class NNLSLayer(nn.Module):
 
 
 NMF_BACKWARDS = ("one-step", "unrolled", "implicit")
+NMF_LAYER_SOLVERS = ("mu", "hals")
 
 
 class NMFLayer(nn.Module):
     r"""Per-sample NMF as a layer: each input matrix replaced by its rank-r factorization.
 
     For a batch of nonnegative matrices :math:`X_b` (B, m, n) — a feature map reshaped to
-    channels x positions, say — the layer runs ``n_iter`` multiplicative updates of
-    :math:`X_b \approx W_b H_b` (Frobenius or KL), each sample on its own, from the start
+    channels x positions, say — the layer runs ``n_iter`` multiplicative updates (or HALS
+    sweeps, ``solver="hals"``) of :math:`X_b \approx W_b H_b` (Frobenius or KL), each sample
+    on its own, from the start
     :math:`W_b = D` (the layer's dictionary, m x r) and :math:`H_b = \mathrm{softmax}(D^T X_b)`
     over the r components, coefficients then bases in each step, as the "Hamburger" module
     (Geng et al., 2021), and returns :math:`W_b H_b` (or the factors, :meth:`factorize`).
@@ -327,6 +329,9 @@ class NMFLayer(nn.Module):
     n_iter : int
         Steps per forward (>= 1).
     loss : {"frobenius", "kl"}
+    solver : {"mu", "hals"}
+        The step: multiplicative updates (any loss), or one HALS sweep over the rows of H
+        then of W (Frobenius; :func:`~torchnmf_l1.kernels.hals_sweep`, differentiable).
     backward : {"one-step", "unrolled", "implicit"}
     learn_dictionary : bool
         D is a Parameter (trained with the network); otherwise a fixed buffer.
@@ -355,9 +360,9 @@ class NMFLayer(nn.Module):
     """
 
     def __init__(self, in_features: int, rank: int, *, n_iter: int = 6, loss: str = "frobenius",
-                 backward: str = "one-step", learn_dictionary: bool = True, seed: int | None = None,
-                 validate: bool = True, implicit_max_iter: int = 1000, implicit_tol: float = 1e-8,
-                 device=None, dtype=None):
+                 solver: str = "mu", backward: str = "one-step", learn_dictionary: bool = True,
+                 seed: int | None = None, validate: bool = True, implicit_max_iter: int = 1000,
+                 implicit_tol: float = 1e-8, device=None, dtype=None):
         super().__init__()
         for name, value, low in (("in_features", in_features, 1), ("rank", rank, 1), ("n_iter", n_iter, 1),
                                  ("implicit_max_iter", implicit_max_iter, 1)):
@@ -365,6 +370,10 @@ class NMFLayer(nn.Module):
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         _check_choice(loss, "loss", LOSSES)
         _check_choice(backward, "backward", NMF_BACKWARDS)
+        _check_choice(solver, "solver", NMF_LAYER_SOLVERS)
+        if solver == "hals" and loss != "frobenius":
+            raise ValueError(f"solver='hals' minimises the Frobenius loss; got loss={loss!r} (use solver='mu' for kl)")
+        self.solver = solver
         if isinstance(implicit_tol, bool) or not isinstance(implicit_tol, (int, float)) or not implicit_tol >= 0:
             raise ValueError(f"implicit_tol must be a number >= 0, got {implicit_tol!r}")
         self.implicit_max_iter, self.implicit_tol = implicit_max_iter, float(implicit_tol)
@@ -382,9 +391,14 @@ class NMFLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, rank={self.rank}, n_iter={self.n_iter}, loss={self.loss!r}, "
+                f"solver={self.solver!r}, "
                 f"backward={self.backward!r}, learn_dictionary={isinstance(self.dictionary, nn.Parameter)}")
 
     def _step(self, X: Tensor, W: Tensor, H: Tensor) -> tuple[Tensor, Tensor]:
+        if self.solver == "hals":
+            H = kernels.hals_sweep(H, W.mT @ X, W.mT @ W)
+            Wt = kernels.hals_sweep(W.mT, H @ X.mT, H @ H.mT)
+            return Wt.mT, H
         H = H * kernels.mu_ratio(H, *kernels.beta_mu_ratio_terms(X, W, H, self.beta))
         Wt = W.mT
         Wt = Wt * kernels.mu_ratio(Wt, *kernels.beta_mu_ratio_terms(X.mT, H.mT, Wt, self.beta))
