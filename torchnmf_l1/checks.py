@@ -31,18 +31,21 @@ def _kind(dtype) -> str:
     return np.dtype(dtype).kind
 
 
-def check_entries(values: Tensor, name: str, *, nonnegative: bool = True) -> None:
+def check_entries(values: Tensor, name: str, *, nonnegative: bool = True) -> tuple[float, float]:
     """Raise ``ValueError`` naming ``name`` if ``values`` has NaN, infinite or (with
     ``nonnegative``) negative entries; one read from the device (of the minimum and the
-    maximum, which NaN propagates to: no temporary of the size of ``values``)."""
+    maximum, which NaN propagates to: no temporary of the size of ``values``).
+
+    Returns the minimum and the maximum read (``(0.0, 0.0)`` for no entries)."""
     if values.numel() == 0:
-        return
+        return 0.0, 0.0
     low, high = (float(v) for v in torch.stack(torch.aminmax(values)).tolist())
     if not (math.isfinite(low) and math.isfinite(high)):
         bad = int((~torch.isfinite(values)).sum())
         raise ValueError(f"{name} contains NaN or infinite values ({bad} entries)")
     if nonnegative and low < 0:
         raise ValueError(f"{name} has negative entries ({int((values < 0).sum())}, minimum {low:.6g}); {name} must be >= 0")
+    return low, high
 
 
 def dense_tensor(

@@ -9,8 +9,6 @@ is allocated on the target device (never on the default device).
 
 from __future__ import annotations
 
-import math
-
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import check_entries
 from .kernels.products import Support, is_sparse, sparse_values, support_indices
 
 __all__ = ["Data", "prepare_data", "prepare_dictionary", "prepare_tensor", "check_dtype", "check_factor", "floating_dtype", "block_diagonal"]
@@ -287,15 +286,10 @@ def block_diagonal(blocks: list[Tensor]) -> Tensor:
 
 
 def _validate(T: Tensor, name: str, allow_zeros: bool) -> None:
-    # one pass (aminmax: NaN and inf reach the extremes) and one read of two numbers; the
-    # counts of the error messages only on the error paths
     values = sparse_values(T) if is_sparse(T) else T
     if values.numel() == 0:
         return
-    low, high = (float(v) for v in torch.stack(torch.aminmax(values)).tolist())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        bad = int((~torch.isfinite(values)).sum())
-        raise ValueError(f"{name} contains NaN or infinite values ({bad} entries)")
+    low, _ = check_entries(values, name, nonnegative=False)  # one pass, one read of two numbers
     if low < 0:
         raise ValueError(f"{name} has negative entries (minimum {low:.6g}); NMF needs {name} >= 0")
     if not allow_zeros and (values.numel() < T.shape[-2] * T.shape[-1] * (T.shape[0] if T.dim() == 3 else 1) or low == 0):
@@ -414,6 +408,27 @@ def prepare_dictionary(D, name: str, device, dtype) -> Tensor:
     if bool(zero.any()):
         raise ValueError(f"{name} has an all-zero column (atom {int(zero.nonzero()[0])})")
     return D
+
+
+def prepare_dictionaries(dictionary, counts, rank: int, distinct: bool, device, dtype) -> tuple[Tensor, tuple | None]:
+    """One dictionary (p x d), or a list of them stacked side by side, validated with ``counts``.
+
+    Returns the stacked D and the sizes of its dictionaries (``groups``; None for one);
+    ``counts`` (one int or (lo, hi) per dictionary) is checked against ``rank`` now.
+    """
+    from .kernels.dictionary import normalize_counts
+
+    if not isinstance(dictionary, (list, tuple)):
+        if counts is not None:
+            raise ValueError("counts is only used with several dictionaries (pass dictionary=[D1, D2, ...])")
+        return prepare_dictionary(dictionary, "dictionary", device, dtype), None
+    parts = [prepare_dictionary(P, f"dictionary[{i}]", device, dtype) for i, P in enumerate(dictionary)]
+    heights = [P.shape[0] for P in parts]
+    if len(set(heights)) != 1:
+        raise ValueError(f"the dictionaries must have the same height p, got heights {heights}")
+    groups = tuple(P.shape[1] for P in parts)
+    normalize_counts(groups, counts, rank, distinct)
+    return torch.cat([P.to(parts[0].dtype) for P in parts], dim=1), groups
 
 
 def prepare_tensor(T, mask=None, *, device=None, dtype=None, batch: bool = False, name: str = "T") -> tuple[Tensor, Tensor | None]:

@@ -97,8 +97,8 @@ def warn_empty(counts_rows: Tensor, counts_cols) -> None:
 
 
 def _check_observed_values(x: Tensor, positive: bool) -> None:
-    check_entries(x, "X (its observed entries)")
-    if positive and x.numel() and bool((x == 0).any()):
+    low, _ = check_entries(x, "X (its observed entries)")
+    if positive and x.numel() and low == 0:
         raise ValueError("X contains zeros at observed entries, which this loss does not allow")
 
 

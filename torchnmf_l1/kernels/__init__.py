@@ -10,7 +10,7 @@ assignment on the host, :func:`h2nmf_clustering`) say where they do.
 """
 
 from .elementwise import eps_like, normalize_columns, normalize_rows, project_nonneg_, safe_div
-from .linalg import truncated_svd
+from .linalg import fixed_point_adjoint, truncated_svd
 from .mu import beta_mu_ratio_terms, l21_column_weights, mu_exponent, mu_ratio, mu_update_, sparse_pattern_wt
 from .nnls import hals_nnls_, hals_sweep, hals_sweep_, least_squares_start, nnls_columns
 from .momentum import MomentumState, RestartState, accelerated_update, bracketing_update, restart_update
@@ -136,6 +136,7 @@ __all__ = [
     "subspace_atoms",
     "support_indices",
     "truncated_svd",
+    "fixed_point_adjoint",
     "vca",
     "weighted_l1_loss",
     "entry_divergence",

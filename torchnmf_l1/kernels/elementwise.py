@@ -40,17 +40,17 @@ def project_nonneg_(t: Tensor, floor: float = 0.0) -> Tensor:
 
 
 def normalize_columns(W: Tensor, p: float = 2.0, eps: float | None = None) -> tuple[Tensor, Tensor]:
-    """Scale the columns of ``W`` (m x r) to unit ``p``-norm.
+    """Scale the columns of ``W`` (m x r, or a batch (..., m, r)) to unit ``p``-norm.
 
     Returns
     -------
-    W_normalized : Tensor, shape (m, r)
-    norms : Tensor, shape (r,)
+    W_normalized : Tensor, shape like W
+    norms : Tensor, shape (r,) or (..., r)
         The norms that were divided out (zero columns keep norm 0 and stay zero),
         so that ``W_normalized * norms == W``.
     """
-    norms = torch.linalg.vector_norm(W, ord=p, dim=0)
-    return safe_div(W, norms, eps), norms
+    norms = torch.linalg.vector_norm(W, ord=p, dim=-2)
+    return safe_div(W, norms.unsqueeze(-2), eps), norms
 
 
 def normalize_rows(H: Tensor, p: float = 2.0, eps: float | None = None) -> tuple[Tensor, Tensor]:

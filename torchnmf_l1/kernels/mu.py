@@ -30,7 +30,9 @@ import warnings
 import torch
 from torch import Tensor
 
-from .products import Support, chunk_size, gram, is_sparse, per_entry, relative_floor, wh_on_support, wt_x
+from .products import (
+    Support, chunk_size, gram, is_sparse, per_entry, records_grad, relative_floor, wh_on_support, wt_x,
+)
 
 __all__ = ["mu_exponent", "beta_mu_ratio_terms", "mu_update_", "mu_ratio", "sparse_pattern_wt", "l21_column_weights"]
 
@@ -73,7 +75,7 @@ def _block_terms(X: Tensor, W: Tensor, H: Tensor, beta: float) -> tuple[Tensor, 
     floor = relative_floor(WH, dense_batch=WH.dim() == 3)
     Wt = W.mT
     if beta == 1.0:
-        if torch.is_grad_enabled() and (W.requires_grad or H.requires_grad or X.requires_grad):
+        if records_grad(W, H, X):
             return Wt @ (X / WH.clamp_min(floor)), None
         return Wt @ torch.div(X, WH.clamp_min_(floor), out=WH), None  # WH's buffer reused: no second temporary
     WH = WH.clamp_min(floor)

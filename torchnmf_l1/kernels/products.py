@@ -37,6 +37,7 @@ __all__ = [
     "data_sum",
     "problem_sums",
     "chunk_size",
+    "records_grad",
 ]
 
 _SPARSE_LAYOUTS = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc)
@@ -67,6 +68,12 @@ class Support(NamedTuple):
     values: Tensor
     offsets: Tensor | None = None
     crow: Tensor | None = None
+
+
+def records_grad(*tensors: Tensor) -> bool:
+    """True when autograd records an operation on ``tensors``: a kernel may then not write
+    into a temporary in place (``out=``, ``*_``), which autograd cannot differentiate."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def is_sparse(X: Tensor) -> bool:
@@ -128,7 +135,7 @@ def wt_x(W: Tensor, X: Tensor, X_t: Tensor | None = None) -> Tensor:
         # a row-major m x n X with n >> m: the library GEMM runs this shape far off the
         # memory bound (200 x 1e6 float32, 2 threads: 181 ms whole, 90 ms in 64k-column blocks)
         Wt = W.mT
-        if torch.is_grad_enabled() and (W.requires_grad or X.requires_grad):
+        if records_grad(W, X):
             return torch.cat([Wt @ X[:, s : s + _GEMM_COLUMNS] for s in range(0, n, _GEMM_COLUMNS)], dim=1)
         out = W.new_empty(W.shape[-1], n)  # the blocks written in place: no second r x n temporary
         for s in range(0, n, _GEMM_COLUMNS):

@@ -28,12 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import check_dtype, prepare_dictionary, prepare_tensor
+from ..data import check_dtype, prepare_dictionaries, prepare_tensor
 from ..exceptions import NotFittedError
 from ..fit import FitResult
 from ..init import initialize_cp, make_generator
 from ..kernels.cp import cp_reconstruct
-from ..kernels.dictionary import normalize_counts
 from ..missing import prepare_cp_weights
 from ..params import Anything, Boolean, Choice, Integer, OneOf, Param, Registered, check_params
 from ..problem import CPProblem, CPState
@@ -284,21 +283,9 @@ class DictionaryCP(NonnegativeCP):
                      dict(rank=rank, dictionary=dictionary, counts=counts, mode=mode, distinct=distinct, snap=snap,
                           atoms_init=atoms_init), "DictionaryCP")
         super().__init__(rank, **kwargs)
-        if isinstance(dictionary, (list, tuple)):
-            parts = [prepare_dictionary(P, f"dictionary[{i}]", self.device, self.dtype) for i, P in enumerate(dictionary)]
-            heights = [P.shape[0] for P in parts]
-            if len(set(heights)) != 1:
-                raise ValueError(f"the dictionaries must have the same height, got heights {heights}")
-            D = torch.cat([P.to(parts[0].dtype) for P in parts], dim=1)
-            self.groups = tuple(P.shape[1] for P in parts)
-            normalize_counts(self.groups, counts, rank, distinct)  # validates now
-            if atoms_init == "subspace":
-                raise ValueError("atoms_init='subspace' takes one dictionary; with several use atoms_init='match'")
-        else:
-            D = prepare_dictionary(dictionary, "dictionary", self.device, self.dtype)
-            self.groups = None
-            if counts is not None:
-                raise ValueError("counts is only used with several dictionaries (pass dictionary=[D1, D2, ...])")
+        D, self.groups = prepare_dictionaries(dictionary, counts, rank, distinct, self.device, self.dtype)
+        if self.groups is not None and atoms_init == "subspace":
+            raise ValueError("atoms_init='subspace' takes one dictionary; with several use atoms_init='match'")
         self.counts = None if counts is None else tuple(counts)
         if distinct and rank > D.shape[1]:
             raise ValueError(f"rank r = {rank} is larger than the number of atoms d = {D.shape[1]} while distinct=True")

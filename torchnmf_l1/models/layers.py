@@ -407,8 +407,8 @@ class NMFLayer(nn.Module):
     def _gauged_step(self, X: Tensor, W: Tensor, H: Tensor) -> tuple[Tensor, Tensor]:
         """One step, then W's columns at unit norm and their scale in H (WH unchanged)."""
         W, H = self._step(X, W, H)
-        norms = torch.linalg.vector_norm(W, dim=-2, keepdim=True).clamp_min(torch.finfo(W.dtype).tiny)
-        return W / norms, H * norms.mT
+        W, norms = kernels.normalize_columns(W, eps=torch.finfo(W.dtype).tiny)
+        return W, H * norms.unsqueeze(-1)
 
     def factorize(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(W, H) of each sample: (B, m, r) and (B, r, n), for x of shape (B, m, n) (or (m, n))."""
@@ -467,17 +467,11 @@ class _ImplicitFixedPoint(torch.autograd.Function):
             W0, H0 = W.detach().requires_grad_(), H.detach().requires_grad_()
             W1, H1 = layer._gauged_step(X0, W0, H0)
             g = (torch.zeros_like(W) if grad_W is None else grad_W, torch.zeros_like(H) if grad_H is None else grad_H)
-            v = g
-            scale = float(torch.sqrt(g[0].square().sum() + g[1].square().sum()))
-            for _ in range(layer.implicit_max_iter):
-                jW, jH = torch.autograd.grad((W1, H1), (W0, H0), v, retain_graph=True)
-                new = (g[0] + jW, g[1] + jH)
-                change = float(torch.sqrt((new[0] - v[0]).square().sum() + (new[1] - v[1]).square().sum()))
-                v = new
-                if not math.isfinite(change):
-                    raise RuntimeError("NMFLayer(backward='implicit'): the adjoint iteration diverged (the forward is "
-                                       "not at an attracting fixed point); raise n_iter or use backward='unrolled'")
-                if change <= layer.implicit_tol * max(scale, torch.finfo(W.dtype).tiny):
-                    break
+            try:
+                v = kernels.fixed_point_adjoint((W1, H1), (W0, H0), g, max_iter=layer.implicit_max_iter,
+                                                tol=layer.implicit_tol)
+            except RuntimeError as error:
+                raise RuntimeError(f"NMFLayer(backward='implicit'): {error}; raise n_iter or use "
+                                   "backward='unrolled'") from None
             grad_X = torch.autograd.grad((W1, H1), (X0,), v)[0] if X.requires_grad else None
         return grad_X, None, None, None

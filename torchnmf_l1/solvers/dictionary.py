@@ -43,7 +43,8 @@ from torch import Tensor
 from .. import kernels
 from ..fit import FitDefaults, FitOptions, fit_solver
 from ..params import Choice, Integer, Number, OneOf, Param
-from ..problem import DictionaryProblem
+from ..data import Data
+from ..problem import DictionaryProblem, FactorState, NMFProblem, resolve_loss
 from ..registry import get_solver, register_solver
 from .base import Solver, SolverOutput
 
@@ -256,20 +257,20 @@ class AuthorsDictionaryNMF(ProximalDictionaryNMF):
         super().__init__(problem, state, **options)
         self.fixed_delta = False
         X, D = self.X, self.D
-        U = D.index_select(1, self.K0).clone()
-        V = self._nnls(self.K0).clone()
-        p, n, r = X.shape[0], X.shape[1], U.shape[1]
-        sweeps_U = 1 + int(0.5 * (1 + (p * n + n * r) / (p * r + p)))
-        sweeps_V = 1 + int(0.5 * (1 + (p * n + p * r) / (n * r + n)))
-        Ut = U.mT.contiguous()
+        # the warm-up is the package's accelerated HALS with the paper's settings (alpha = 0.5,
+        # delta = 0.1, the flop model of its sweep count, no cap, no rescaling)
+        hals = get_solver("hals")(
+            NMFProblem(Data.from_tensor(X), resolve_loss("frobenius")),
+            FactorState(D.index_select(1, self.K0).clone(), self.H0.clone()),
+            alpha=0.5, delta=0.1, launch_cost=0.0, max_inner_sweeps=2**31 - 1, scale_init=False,
+        )
         for _ in range(self.config["warmup"]):
-            kernels.hals_nnls_(V, Ut @ X, Ut @ Ut.mT, max_sweeps=sweeps_V, delta=0.1)
-            kernels.hals_nnls_(Ut, V @ X.mT, V @ V.mT, max_sweeps=sweeps_U, delta=0.1, keep_rows_positive=True)
-        self.U, self.V = Ut.mT, V
+            hals.step()
+        self.U, self.V = hals.state.W, hals.state.H
         DK = D.index_select(1, self.K)
         # the authors add 1e-6 to the gap (U = D(:, K) exactly without a warm-up); relative here
         floor = 1e-6 * DK.square().sum() + torch.finfo(X.dtype).tiny
-        self.delta = self.config["delta_factor"] * (X - self.U @ V).square().sum() / \
+        self.delta = self.config["delta_factor"] * (X - self.U @ self.V).square().sum() / \
             ((self.U - DK).square().sum() + floor)
         self.K = self._match(self.U, self.Dn)
         self.changes: list[int] = []
