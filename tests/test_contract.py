@@ -33,6 +33,7 @@ from torchnmf_l1.problem import (
     NNLSProblem,
     Penalties,
     SeparableProblem,
+    SparseProblem,
     StreamingProblem,
     resolve_loss,
 )
@@ -155,6 +156,20 @@ def nnls_cases(cls, dtype, seed=0, device="cpu", batch=None):
             for loss in cls.losses]
 
 
+def sparse_cases(cls, dtype, seed=0, device="cpu", batch=None):
+    # one planted X with 2-sparse codes (seed 0), starts drawn from each seed: a batch is B starts on it
+    g = _generator(0)
+    W = torch.rand(15, 4, generator=g, dtype=F64)
+    H = torch.zeros(4, 24, dtype=F64)
+    for j in range(24):
+        H[torch.randperm(4, generator=g)[:2], j] = 0.5 + torch.rand(2, generator=g, dtype=F64)
+    X = (W @ H + 1e-3 * torch.rand(15, 24, generator=g, dtype=F64)).to(device=device, dtype=dtype)
+    # starts near the planted W: a random start can meet near-ties of supports, where float32 and float64 part ways
+    starts = torch.stack([W + 0.3 * torch.rand(15, 4, generator=_generator(seed + b + 50), dtype=F64) for b in range(batch or 1)])
+    W0 = (starts[0] if batch is None else starts).to(device=device, dtype=dtype)
+    return [(coding, SparseProblem(X, 2, True, coding, batch), FactorState(W0, None)) for coding in ("exact", "greedy")]
+
+
 CASES = {
     "nmf": nmf_cases,
     "separable": separable_cases,
@@ -163,6 +178,7 @@ CASES = {
     "streaming": streaming_cases,
     "distributed": distributed_cases,
     "nnls": nnls_cases,
+    "sparse": sparse_cases,
 }
 
 
@@ -324,7 +340,7 @@ def test_batch_equals_its_problems_one_by_one(family, name):
 
 
 def _slice_state(state, b):
-    return FactorState(state.W[b].clone(), state.H[b].clone())
+    return FactorState(state.W[b].clone(), None if state.H is None else state.H[b].clone())
 
 
 def _cp_single(problem, state, b):

@@ -76,6 +76,9 @@ FITS = {
     "ksparse exact": lambda: T.ksparse_nnls(D[:, :5], X, 2),
     "ksparse greedy": lambda: T.ksparse_nnls(D[:, :5], X, 2, method="greedy"),
     "h2nmf clustering": lambda: T.h2nmf_clustering(X, 5),
+    "lrsca exact": lambda: T.LRSCA(3, 2, n_init=2, seed=0, device="cpu").fit(X, max_iter=5),
+    "lrsca greedy sign-free": lambda: T.LRSCA(3, 2, nonnegative=False, coding="greedy", n_init=2, seed=0,
+                                              device="cpu").fit(X, max_iter=5),
 }
 
 

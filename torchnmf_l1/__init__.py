@@ -3,8 +3,8 @@
 from . import kernels
 from .exceptions import DistributedFitError, NotFittedError
 from .fit import FitOptions, FitResult, fit_solver, run_fit
-from .kernels import H2NMFClusters, h2nmf_clustering, ksparse_nnls
-from .models import NMF, DictionaryCP, DictionaryNMF, NMFLayer, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
+from .kernels import H2NMFClusters, SparseIdentifiability, h2nmf_clustering, ksparse_nnls, sparse_identifiability
+from .models import LRSCA, NMF, DictionaryCP, DictionaryNMF, NMFLayer, NNLSLayer, NonnegativeCP, SeparableNMF, StreamingNMF
 from .registry import available_inits, available_solvers
 from . import init as _inits  # noqa: F401  (registers the initialisations)
 from . import solvers as _solvers  # noqa: F401  (registers the built-in solvers)
@@ -30,6 +30,9 @@ __all__ = [
     "DictionaryCP",
     "NonnegativeCP",
     "ksparse_nnls",
+    "LRSCA",
+    "sparse_identifiability",
+    "SparseIdentifiability",
     "ConvergenceWarning",
     "DistributedFitError",
     "FitOptions",

@@ -78,11 +78,11 @@ def dense_tensor(
         infinite or negative entries at all (one host read).
     """
     if not isinstance(value, Tensor):
+        if hasattr(value, "tocsr"):  # scipy.sparse
+            raise TypeError(f"{name} must be dense, got a scipy.sparse matrix")
         if value is None or isinstance(value, (str, bytes, dict)) or not (isinstance(value, np.ndarray) or hasattr(value, "__array__")
                                                                           or isinstance(value, (list, tuple))):
             raise TypeError(f"{name} must be a torch tensor or a numpy array, got {type(value).__name__}")
-        if hasattr(value, "tocsr"):  # scipy.sparse
-            raise TypeError(f"{name} must be dense, got a scipy.sparse matrix")
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:

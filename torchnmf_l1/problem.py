@@ -21,7 +21,7 @@ from torch import Tensor
 from . import kernels
 from .data import Data
 
-__all__ = ["Loss", "LOSS_ALIASES", "resolve_loss", "Penalties", "NMFProblem", "FactorState", "SeparableProblem", "DictionaryProblem", "CPProblem", "CPState", "StreamingProblem", "DistributedProblem", "NNLSProblem", "LOSS_NAMES"]
+__all__ = ["Loss", "LOSS_ALIASES", "resolve_loss", "Penalties", "NMFProblem", "FactorState", "SeparableProblem", "DictionaryProblem", "SparseProblem", "CPProblem", "CPState", "StreamingProblem", "DistributedProblem", "NNLSProblem", "LOSS_NAMES"]
 
 
 @dataclass(frozen=True)
@@ -324,6 +324,35 @@ class DictionaryProblem:
     init_options: dict | None = None
     generator: torch.Generator | None = None
     nnls_max_sweeps: int = 500
+
+
+@dataclass(frozen=True, eq=False)
+class SparseProblem:
+    r"""Low-rank sparse component analysis: :math:`\min \tfrac12 \|X - WH\|_F^2` with at most k
+    nonzeros in every column of H (and :math:`W, H \ge 0` when ``nonnegative``).
+
+    Attributes
+    ----------
+    X : Tensor, shape (m, n)
+        Dense, finite (nonnegative when ``nonnegative``); shared by a batch of starts.
+    k : int
+        Nonzeros allowed per column of H, 1 <= k <= r.
+    nonnegative : bool
+    coding : {"exact", "greedy"}
+        How the codes are computed (:func:`torchnmf_l1.kernels.ksparse_codes`).
+    batch : int or None
+        The number of starts fitted together (W of shape (B, m, r)); None: one.
+    """
+
+    X: Tensor
+    k: int
+    nonnegative: bool = True
+    coding: str = "exact"
+    batch: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.X.shape)
 
 
 @dataclass(frozen=True, eq=False)

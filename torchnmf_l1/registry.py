@@ -14,7 +14,8 @@ Families
 ``"cp"``           nonnegative CP tensor decomposition (``NonnegativeCP``, ``DictionaryCP``);
 ``"streaming"``    X read in column blocks (``StreamingNMF``);
 ``"distributed"``  one rank's share of a data-parallel fit (``torchnmf_l1.distributed``);
-``"nnls"``         batched nonnegative codes for a fixed dictionary (``NNLSLayer``).
+``"nnls"``         batched nonnegative codes for a fixed dictionary (``NNLSLayer``);
+``"sparse"``       low-rank sparse component analysis, X ~ WH with k-sparse columns of H (``LRSCA``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = [
     "available_inits",
 ]
 
-FAMILIES = ("nmf", "separable", "dictionary", "cp", "streaming", "distributed", "nnls")
+FAMILIES = ("nmf", "separable", "dictionary", "cp", "streaming", "distributed", "nnls", "sparse")
 
 _SOLVERS: dict[str, dict[str, type]] = {family: {} for family in FAMILIES}
 _DEFAULT_SOLVER: dict[tuple[str, str], str] = {}

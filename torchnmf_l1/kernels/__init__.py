@@ -19,7 +19,14 @@ from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, 
 from .weighted_median import selection_rounds, segment_layout, sort_segments, weighted_median, weighted_median_select
 from .l1 import dense_l1_sweep_, l1_subgradient_step_, smoothed_l1_steps_, sparse_l1_sweep_
 from .h2nmf import H2NMFClusters, h2nmf_clustering, rank2_nnls, rank2_svd, split_threshold
-from .ksparse import ksparse_nnls
+from .ksparse import (
+    SparseIdentifiability,
+    ksparse_codes,
+    ksparse_nnls,
+    largest_spark_set,
+    sparse_identifiability,
+    support_sets,
+)
 from .weighted import (
     entry_divergence,
     weighted_hals_update_,
@@ -98,6 +105,11 @@ __all__ = [
     "is_sparse",
     "kl_divergence",
     "ksparse_nnls",
+    "ksparse_codes",
+    "support_sets",
+    "sparse_identifiability",
+    "SparseIdentifiability",
+    "largest_spark_set",
     "l1_loss",
     "least_squares_start",
     "match_atoms",

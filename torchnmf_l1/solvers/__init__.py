@@ -15,6 +15,7 @@ from .cp import CPHALS
 from .streaming import OnlineHALS, StreamingHALS
 from .distributed import DistributedHALS, DistributedKLMU, DistributedL1CD, DistributedSolver
 from .nnls import MultiplicativeNNLS, NNLSSolver, ProjectedGradientNNLS
+from .sparse import AlternatingSparseCoding
 
 __all__ = [
     "Solver",
@@ -41,4 +42,5 @@ __all__ = [
     "NNLSSolver",
     "ProjectedGradientNNLS",
     "MultiplicativeNNLS",
+    "AlternatingSparseCoding",
 ]
