@@ -134,7 +134,23 @@ for name, X, shape, order, rank in scenes:
                                               title=f"{name}: HALS endmembers")))
     display(Image(filename=plots.plot_abundances(H, shape, FIGURES / f"{name}_abundances.png", order=order,
                                                  title=f"{name}: abundances")))"""),
-], requires=("NMF", "SeparableNMF"))
+    ("md", "Low-rank sparse component analysis (Cohen & Gillis): every pixel a mixture of at most k = 2 materials. "
+           "`LRSCA` alternates exact 2-sparse coding of every pixel with an NNLS update of the spectra, from 10 "
+           "starts at once; its error sits between NMF's (no sparsity) and separable NMF's. "
+           "`identifiability()` checks the paper's sufficient uniqueness condition on the fit: with r = 6 and "
+           "k = 2 no data can meet it (at most 6 of the 7 points needed per hyperplane can have spark 6)."),
+    ("code", """\
+for name, X, shape, order, rank in scenes:
+    sparse = torchnmf_l1.LRSCA(rank, k=2, n_init=3 if SMALL else 10, seed=0, dtype=torch.float64)
+    sparse.fit(X, max_iter=30 if SMALL else 500)
+    W, H = sparse.W.detach().numpy(), sparse.H.detach().numpy()
+    print(name, "LRSCA k = 2: relative error", np.linalg.norm(X - W @ H) / np.linalg.norm(X),
+          "| nonzeros per pixel <=", int((H != 0).sum(0).max()))
+    print("  identifiability condition met:", sparse.identifiability().condition_met)
+    W, H = plots.normalise_endmembers(W, H)
+    display(Image(filename=plots.plot_abundances(H, shape, FIGURES / f"{name}_lrsca_abundances.png", order=order,
+                                                 title=f"{name}: 2-sparse abundances (LRSCA)")))"""),
+], requires=("NMF", "SeparableNMF", "LRSCA"))
 
 notebook("03_faces_cbcl", "Faces: a parts-based basis of CBCL", [
     ("md", "Each column of CBCL is a 19 x 19 face. NMF (Lee & Seung 1999) learns a basis of localized parts: "
