@@ -12,7 +12,7 @@ assignment on the host, :func:`h2nmf_clustering`) say where they do.
 from .elementwise import eps_like, normalize_columns, normalize_rows, project_nonneg_, safe_div
 from .linalg import fixed_point_adjoint, truncated_svd
 from .mu import beta_mu_ratio_terms, l21_column_weights, mu_exponent, mu_ratio, mu_update_, sparse_pattern_wt
-from .nnls import hals_nnls_, hals_sweep, hals_sweep_, least_squares_start, nnls_columns
+from .nnls import gram_ridge, hals_nnls_, hals_sweep, hals_sweep_, least_squares_start, nnls_columns, ridged_solve
 from .momentum import MomentumState, RestartState, accelerated_update, bracketing_update, restart_update
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_start, nnls_mu_step, nnls_objective, nnls_pg_step, nnls_stationarity
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
@@ -99,6 +99,8 @@ __all__ = [
     "h2nmf_clustering",
     "H2NMFClusters",
     "hals_nnls_",
+    "gram_ridge",
+    "ridged_solve",
     "hals_sweep_",
     "hals_sweep",
     "is_divergence",

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from ..checks import dense_tensor, same_dtype_and_device
 from ..params import Boolean, Choice, Integer, Number, check_value
-from .nnls import hals_nnls_
+from .nnls import gram_ridge, hals_nnls_
 
 __all__ = ["ksparse_nnls", "ksparse_codes", "support_sets", "sparse_identifiability", "SparseIdentifiability",
            "largest_spark_set"]
@@ -149,7 +149,7 @@ def ksparse_codes(W: Tensor, X: Tensor, k: int, *, method: str = "exact", nonneg
 
 
 def _exact(G: Tensor, A: Tensor, supports: list[Tensor], nonnegative: bool) -> Tensor:
-    r, n = A.shape[-2:]
+    n = A.shape[-1]
     lead = A.shape[:-2]
     largest = max(s.shape[0] * s.shape[1] for s in supports)
     block = max(1, _EXACT_BLOCK_ELEMENTS // max(1, largest * math.prod(lead)))
@@ -160,14 +160,12 @@ def _exact(G: Tensor, A: Tensor, supports: list[Tensor], nonnegative: bool) -> T
 def _exact_block(G: Tensor, A: Tensor, supports: list[Tensor], nonnegative: bool) -> Tensor:
     r, n = A.shape[-2:]
     lead = A.shape[:-2]
-    tiny = torch.finfo(G.dtype).tiny
-    ridge = torch.finfo(G.dtype).eps * torch.diagonal(G, dim1=-2, dim2=-1).amax(dim=-1).clamp_min(tiny)
-    ridge = ridge[..., None, None, None]
+    ridge = gram_ridge(G)[..., None, None, None]
     # the residual 0.5||x||^2 - (a_S^T z_S - 0.5 z_S^T G_S z_S) = 0.5||x||^2 - 0.5 a_S^T z_S at z_S = G_S^{-1} a_S
     best_gain = A.new_zeros(lead + (n,))  # the empty support
     best = A.new_zeros(lead + (r, n))
     for support in supports:
-        count, s = support.shape
+        s = support.shape[1]
         Gs = G[..., support[:, :, None], support[:, None, :]]  # (.., C, s, s)
         Gs = Gs + ridge * torch.eye(s, device=G.device, dtype=G.dtype)
         As = A[..., support, :]  # (.., C, s, n)
@@ -188,8 +186,6 @@ def _exact_block(G: Tensor, A: Tensor, supports: list[Tensor], nonnegative: bool
 def _greedy(G: Tensor, A: Tensor, k: int, nonnegative: bool, max_sweeps: int) -> Tensor:
     H = torch.zeros_like(A)
     support = torch.zeros(A.shape, dtype=torch.bool, device=A.device)
-    eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
-    ridge = torch.finfo(G.dtype).eps * torch.diagonal(G, dim1=-2, dim2=-1).amax(dim=-1).clamp_min(torch.finfo(G.dtype).tiny)
     for _ in range(k):
         gradient = G @ H - A
         score = -gradient if nonnegative else gradient.abs()
@@ -200,15 +196,16 @@ def _greedy(G: Tensor, A: Tensor, k: int, nonnegative: bool, max_sweeps: int) ->
             hals_nnls_(H, A.masked_fill(~support, -torch.inf), G, max_sweeps=max_sweeps, delta=1e-6)
             H = torch.where(support, H, 0.0)
         else:
-            H = _masked_least_squares(G, A, support, eye, ridge)
+            H = _masked_least_squares(G, A, support)
     return H
 
 
-def _masked_least_squares(G: Tensor, A: Tensor, support: Tensor, eye: Tensor, ridge: Tensor) -> Tensor:
+def _masked_least_squares(G: Tensor, A: Tensor, support: Tensor) -> Tensor:
     # per column: solve G_S z_S = a_S, z = 0 off S, as one (.., n, r, r) system with identity rows off S
+    eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
     S = support.mT.to(G.dtype)  # (.., n, r)
     system = G.unsqueeze(-3) * S[..., :, None] * S[..., None, :] + eye * (1 - S)[..., None, :]
-    system = system + ridge[..., None, None, None] * eye
+    system = system + gram_ridge(G)[..., None, None, None] * eye  # the ridge of the whole G
     rhs = (A.mT * S).unsqueeze(-1)  # (.., n, r, 1)
     return torch.linalg.solve_ex(system, rhs, check_errors=False)[0].squeeze(-1).mT
 

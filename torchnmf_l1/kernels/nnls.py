@@ -243,9 +243,22 @@ def nnls_columns(
     return H
 
 
+def gram_ridge(G: Tensor) -> Tensor:
+    """The shift ``eps * max diag(G)`` of each Gram matrix (r x r or (..., r, r)) -> () or (...,).
+
+    Added to the diagonal it makes a rank-deficient Gram system solvable and changes a
+    well-posed one only at round-off level."""
+    tiny = torch.finfo(G.dtype).tiny
+    return torch.finfo(G.dtype).eps * torch.diagonal(G, dim1=-2, dim2=-1).amax(dim=-1).clamp_min(tiny)
+
+
+def ridged_solve(G: Tensor, B: Tensor) -> Tensor:
+    """:math:`(G + \rho I)^{-1} B` with :math:`\rho` = :func:`gram_ridge` (G), batched, without reading the
+    device (no singularity check: the ridge makes every system solvable)."""
+    eye = torch.eye(G.shape[-1], device=G.device, dtype=G.dtype)
+    return torch.linalg.solve_ex(G + gram_ridge(G)[..., None, None] * eye, B, check_errors=False)[0]
+
+
 def least_squares_start(W: Tensor, X: Tensor) -> Tensor:
     """A nonnegative starting point for NNLS: the (ridged) least-squares solution, clipped at 0."""
-    G = W.mT @ W
-    ridge = torch.finfo(W.dtype).eps * torch.diagonal(G).amax()
-    eye = torch.eye(G.shape[-1], device=W.device, dtype=W.dtype)
-    return torch.linalg.solve(G + ridge * eye, W.mT @ X).clamp_min(0)
+    return ridged_solve(W.mT @ W, W.mT @ X).clamp_min(0)

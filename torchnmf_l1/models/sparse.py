@@ -119,8 +119,7 @@ class LRSCA(FactorModule):
                  n_init: int = 10, solver: str = "alternating", seed: int | None = None, device=None, dtype=None,
                  **solver_options):
         super().__init__()
-        start = init if isinstance(init, str) else "columns"
-        check_params(self.hyperparameters, dict(rank=rank, k=k, nonnegative=nonnegative, coding=coding, init=start,
+        check_params(self.hyperparameters, dict(rank=rank, k=k, nonnegative=nonnegative, coding=coding, init=init,
                                            n_init=n_init, solver=solver, seed=seed), "LRSCA")
         if k > rank:
             raise ValueError(f"k must be <= rank = {rank} (the nonzeros of a column of H), got k={k}")

@@ -65,7 +65,6 @@ class AlternatingSparseCoding(Solver):
             raise ValueError(f"k must be in [1, r = {r}], got {problem.k}")
         self.X_t = X.mT.contiguous()
         self.supports = kernels.support_sets(r, problem.k, W.device) if problem.coding == "exact" else None
-        self.eye = torch.eye(r, device=W.device, dtype=W.dtype)
         state.H = self._codes(W)
 
     def _device(self) -> torch.device:
@@ -77,14 +76,15 @@ class AlternatingSparseCoding(Solver):
                                      max_sweeps=self.config["greedy_sweeps"], supports=self.supports)
 
     def _keep_stopped(self, new: Tensor, old: Tensor) -> Tensor:
-        if self.active is None or new.dim() == 2:
-            return new if self.active is None else torch.where(self.active, new, old)
-        return torch.where(self.active[:, None, None], new, old)
+        """``new`` for the problems still iterating, ``old`` for those that have stopped."""
+        if self.active is None:
+            return new
+        return torch.where(self.active.view(self.active.shape + (1, 1)), new, old)
 
     def step(self) -> None:
         W, p = self.state.W, self.problem
         H = self._keep_stopped(self._codes(W), self.state.H)
-        gram = H @ H.mT
+        gram = kernels.gram(H, transpose=True)
         HXt = H @ self.X_t  # (.., r, m)
         if p.nonnegative:
             Wt = W.mT.contiguous()
@@ -92,10 +92,7 @@ class AlternatingSparseCoding(Solver):
                                keep_rows_positive=True, active=self.active, overwrite_A=True)
             W_new = Wt.mT
         else:
-            ridge = torch.finfo(W.dtype).eps * torch.diagonal(gram, dim1=-2, dim2=-1).amax(dim=-1).clamp_min(
-                torch.finfo(W.dtype).tiny)
-            system = gram + ridge[..., None, None] * self.eye
-            W_new = self._keep_stopped(torch.linalg.solve_ex(system, HXt, check_errors=False)[0].mT, W)
+            W_new = self._keep_stopped(kernels.ridged_solve(gram, HXt).mT, W)
         W_new, norms = kernels.normalize_columns(W_new)
         self.state.W, self.state.H = W_new, H * norms.unsqueeze(-1)
 
