@@ -118,8 +118,8 @@ def test_contract_nonnegative_dtype_device_and_fixed_factor(case, device, dtype)
 
 def test_unknown_solver_option():
     problem = make_problem(np.ones((3, 3)))
-    with pytest.raises(TypeError, match=r"solver 'hals' got unexpected option\(s\) \['gamma'\]"):
-        get_solver("hals")(problem, FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)), gamma=1)
+    with pytest.raises(TypeError, match=r"solver 'hals' got unexpected option\(s\) \['delta_max'\]"):
+        get_solver("hals")(problem, FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)), delta_max=1)
     with pytest.raises(ValueError, match="solver 'hals': option 'alpha' must be a number >= 0, got -1"):
         get_solver("hals")(problem, FactorState(torch.ones(3, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)), alpha=-1)
     with pytest.raises(ValueError, match="solver 'hals' does not handle loss 'kl'"):

@@ -13,7 +13,16 @@ from .elementwise import eps_like, normalize_columns, normalize_rows, project_no
 from .linalg import fixed_point_adjoint, truncated_svd
 from .mu import beta_mu_ratio_terms, l21_column_weights, mu_exponent, mu_ratio, mu_update_, sparse_pattern_wt
 from .nnls import gram_ridge, hals_nnls_, hals_sweep, hals_sweep_, least_squares_start, nnls_columns, ridged_solve
-from .momentum import MomentumState, RestartState, accelerated_update, bracketing_update, restart_update
+from .momentum import (
+    ExtrapolationState,
+    MomentumState,
+    RestartState,
+    accelerated_update,
+    bracketing_update,
+    extrapolation_start,
+    extrapolation_update,
+    restart_update,
+)
 from .batched_nnls import nnls_implicit_vjp, nnls_lipschitz, nnls_mu_start, nnls_mu_step, nnls_objective, nnls_pg_step, nnls_stationarity
 from .separable import project_omega, project_simplex, simplex_nnls, snpa, spa, vca, xray
 from .weighted_median import selection_rounds, segment_layout, sort_segments, weighted_median, weighted_median_select
@@ -44,6 +53,7 @@ from .cp import cp_balance_, cp_gram_hadamard, cp_mttkrp, cp_reconstruct
 from .losses import (
     beta_divergence,
     dense_in_chunks,
+    frobenius_from_products,
     frobenius_loss,
     is_divergence,
     kl_divergence,
@@ -60,6 +70,7 @@ from .products import (
     frobenius_norm_sq,
     gram,
     is_sparse,
+    problem_norm_sq,
     problem_sums,
     sparse_values,
     support_indices,
@@ -70,6 +81,9 @@ from .products import (
 
 __all__ = [
     "MomentumState",
+    "ExtrapolationState",
+    "extrapolation_start",
+    "extrapolation_update",
     "Support",
     "accelerated_update",
     "RestartState",
@@ -93,6 +107,7 @@ __all__ = [
     "l21_loss",
     "column_residual_norms",
     "eps_like",
+    "frobenius_from_products",
     "frobenius_loss",
     "frobenius_norm_sq",
     "gram",
@@ -128,6 +143,7 @@ __all__ = [
     "nnls_stationarity",
     "normalize_columns",
     "normalize_rows",
+    "problem_norm_sq",
     "problem_sums",
     "project_nonneg_",
     "project_omega",

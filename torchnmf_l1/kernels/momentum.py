@@ -17,7 +17,9 @@ one per column of a batched NNLS). The same update carries any linear image of t
 iterate (``M x``), so that the objective at y needs no extra product.
 
 Used by FGNSR (:mod:`torchnmf_l1.solvers.fgnsr`) and the conv-hull NNLS of SNPA
-(:func:`torchnmf_l1.kernels.simplex_nnls`).
+(:func:`torchnmf_l1.kernels.simplex_nnls`). :func:`extrapolation_update` is the
+parameter rule of Ang and Gillis's extrapolation of the alternating NMF scheme (HALS
+with extrapolation, :mod:`torchnmf_l1.solvers.hals`).
 
 References
 ----------
@@ -25,6 +27,8 @@ Y. Nesterov, "A method of solving a convex programming problem with convergence 
 O(1/k^2)", Soviet Math. Dokl. 27, 1983.
 B. O'Donoghue and E. Candès, "Adaptive restart for accelerated gradient schemes",
 Found. Comput. Math. 15, 2015.
+A. M. S. Ang and N. Gillis, "Accelerating nonnegative matrix factorization algorithms
+using extrapolation", Neural Computation 31(2), 2019.
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["MomentumState", "accelerated_update", "RestartState", "restart_update", "bracketing_update"]
+__all__ = [
+    "MomentumState",
+    "accelerated_update",
+    "RestartState",
+    "restart_update",
+    "bracketing_update",
+    "ExtrapolationState",
+    "extrapolation_start",
+    "extrapolation_update",
+]
 
 
 class MomentumState(NamedTuple):
@@ -133,3 +146,40 @@ def bracketing_update(value: Tensor, measured: Tensor, target: Tensor | float, s
     direction = torch.where(apply, torch.where(below, torch.ones_like(direction), -torch.ones_like(direction)),
                             direction)
     return value, step, direction
+
+
+class ExtrapolationState(NamedTuple):
+    """The state of :func:`extrapolation_update`, one entry per problem (0-dim or (B,)):
+    the extrapolation weight ``beta``, its value one step before (``beta_previous``), its
+    upper bound ``beta_max`` and the objective of the last step (``objective``)."""
+
+    beta: Tensor
+    beta_previous: Tensor
+    beta_max: Tensor
+    objective: Tensor
+
+
+def extrapolation_start(objective: Tensor, beta0: float) -> ExtrapolationState:
+    """The state before the first step: ``beta = beta0``, ``beta_max = 1`` (Ang and Gillis)."""
+    beta = torch.full_like(objective, beta0)
+    return ExtrapolationState(beta, beta, torch.ones_like(objective), objective)
+
+
+def extrapolation_update(
+    state: ExtrapolationState, objective: Tensor, *, eta: float, gamma: float, gamma_bar: float
+) -> tuple[ExtrapolationState, Tensor]:
+    r"""Ang and Gillis's rule for the extrapolation weight after a step with ``objective``.
+
+    If the objective rose above the last step's, the step is to be restarted from the
+    last accepted iterate: :math:`\bar\beta \leftarrow \beta_{\text{previous}}` and
+    :math:`\beta \leftarrow \beta / \eta`. Otherwise it is accepted:
+    :math:`\beta \leftarrow \min(\bar\beta, \gamma \beta)` and
+    :math:`\bar\beta \leftarrow \min(1, \bar\gamma \bar\beta)`. The comparison is with the
+    last step's objective, accepted or not, as in the authors' code (after a restart the next
+    step is compared with the rejected value). Returns the new state and the per-problem
+    ``rise`` flags (restart there); no host read.
+    """
+    rise = objective > state.objective
+    beta_max = torch.where(rise, state.beta_previous, (state.beta_max * gamma_bar).clamp_max(1.0))
+    beta = torch.where(rise, state.beta / eta, torch.minimum(state.beta_max, state.beta * gamma))
+    return ExtrapolationState(beta, state.beta, beta_max, objective), rise

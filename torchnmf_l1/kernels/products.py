@@ -35,6 +35,7 @@ __all__ = [
     "wh_on_support",
     "frobenius_norm_sq",
     "data_sum",
+    "problem_norm_sq",
     "problem_sums",
     "chunk_size",
     "records_grad",
@@ -254,6 +255,13 @@ def frobenius_norm_sq(X: Tensor) -> Tensor:
     """``||X||_F^2`` for dense or sparse X, as a 0-dim tensor."""
     values = sparse_values(X) if is_sparse(X) else X
     return (values * values).sum()
+
+
+def problem_norm_sq(X: Tensor, offsets: Tensor | None = None) -> Tensor:
+    """``||X||_F^2`` per problem: 0-dim, or (B,) for a batch (dense (B, m, n), or sparse with ``offsets``)."""
+    if is_sparse(X):
+        return problem_sums(sparse_values(X).square(), offsets)
+    return torch.linalg.vector_norm(X, dim=(-2, -1)).square()
 
 
 def data_sum(X: Tensor, offsets: Tensor | None = None) -> Tensor:
