@@ -348,12 +348,13 @@ def _cp_single(problem, state, b):
     return "single", CPProblem(problem.T[b], mask), CPState([F[b].clone() for F in state.factors])
 
 
-@pytest.mark.parametrize("name", ["hals", "mu"])
-def test_nmf_step_compiles_to_one_graph(name):
+@pytest.mark.parametrize("name,options", [("hals", {}), ("mu", {}), ("hals", {"beta0": 0.5})],
+                         ids=["hals", "mu", "hals-extrapolated"])
+def test_nmf_step_compiles_to_one_graph(name, options):
     """torch.compile(step, fullgraph=True): no graph break, the condition for CUDA-graph capture."""
     cls = get_solver(name)
     _, problem, state = nmf_cases(cls, F64)[0]
-    eager, compiled = _solver("nmf", name, problem, state), _solver("nmf", name, problem, state)
+    eager, compiled = (cls.create(problem, _copy_state(state), **options) for _ in range(2))
     step = torch.compile(compiled.step, fullgraph=True, backend=os.environ.get("TORCHNMF_COMPILE_BACKEND", "inductor"))
     with torch.no_grad():
         for _ in range(3):
