@@ -20,7 +20,7 @@ from the W update's own products; if it rose, the scheme restarts from the last 
 (W, H) (balanced) with beta / eta, otherwise beta grows by gamma up to a bound that grows
 by gamma_bar (:func:`torchnmf_l1.kernels.extrapolation_update`). Everything is decided per
 problem on the device; the state holds the best pair so far, so the objective the fit
-loop sees never rises. Memory: 8 (m + n) r numbers per problem besides X and the products.
+loop sees never rises. Memory: 6 (m + n) r numbers per problem besides the state, X and the products.
 
 With entry weights or missing entries (``problem.weights``), each iteration is one sweep
 of weighted HALS per factor, exact per entry (:func:`torchnmf_l1.kernels.weighted_hals_update_`):
