@@ -369,3 +369,16 @@ def test_figures_say_what_they_show():
     words = plots.plot_top_words(rng.random((8, 2)), None, vocabulary=list("abcdefgh"), n_words=3, title="classes: x, y")
     assert words._suptitle.get_text() == "classes: x, y"
     assert [t.get_text() for t in words.axes[0].get_yticklabels()] and words.axes[0].get_xlabel() == "weight / max"
+
+
+def test_fit_table_names_only_fit_loop_options_and_the_models_own():
+    """Every key of a config's [fit] table is an option of the fit loop or a fit option of the model."""
+    from dataclasses import fields
+
+    from torchnmf_l1.config import fit_schema, get_model_class
+    from torchnmf_l1.fit import FitOptions
+
+    loop_options = {f.name for f in fields(FitOptions)}
+    for name in ("nmf", "separable", "dictionary"):
+        own = set(getattr(get_model_class(name), "fit_hyperparameters", {}))
+        assert set(fit_schema(name)) - own <= loop_options, name

@@ -49,7 +49,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -201,7 +201,6 @@ def model_schema(name: str) -> dict[str, Field]:
 
 def fit_schema(name: str) -> dict[str, Field]:
     """The ``[fit]`` table of model ``name``: the loop's options and the model's own fit options."""
-    from .fit import FitOptions
     from .params import Boolean, Integer, Number, OneOf, Param
 
     loop = {
@@ -213,7 +212,6 @@ def fit_schema(name: str) -> dict[str, Field]:
         "threads": Param("auto", None, "intra-op threads: an integer, 'auto' or None"),
         "warn": Param(True, Boolean(), "warn when max_iter stops the fit"),
     }
-    assert set(loop) <= {f.name for f in fields(FitOptions)}
     schema = {key: Field.from_param(p) for key, p in loop.items()}
     for key, param in getattr(get_model_class(name), "fit_hyperparameters", {}).items():
         schema[key] = Field.from_param(param)
