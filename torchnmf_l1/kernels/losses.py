@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 
 from .products import (
-    Support, chunk_size, gram, is_sparse, per_entry, problem_sums, relative_floor, sparse_values, support_indices,
-    wh_on_support,
+    Support, chunk_size, gram, is_sparse, per_entry, problem_norm_sq, problem_sums, relative_floor, sparse_values,
+    support_indices, wh_on_support,
 )
 
 __all__ = [
@@ -283,9 +283,8 @@ def l21_loss(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) ->
 
 def relative_error(X: Tensor, W: Tensor, H: Tensor, support: Support | None = None) -> Tensor:
     r"""Relative Frobenius error :math:`\|X - WH\|_F / \|X\|_F` (per problem)."""
+    offsets = None
     if is_sparse(X):
-        s = _support(X, support)
-        norm_sq = problem_sums(s.values.square(), s.offsets)
-    else:
-        norm_sq = torch.linalg.vector_norm(X, dim=(-2, -1)).square()
-    return torch.sqrt(2.0 * frobenius_loss(X, W, H, support) / norm_sq)
+        support = _support(X, support)  # built once, for the loss and the norm
+        offsets = support.offsets
+    return torch.sqrt(2.0 * frobenius_loss(X, W, H, support) / problem_norm_sq(X, offsets))

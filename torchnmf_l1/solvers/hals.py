@@ -49,6 +49,11 @@ from .base import NMFSolver
 __all__ = ["AcceleratedHALS"]
 
 
+def _per_problem(values: Tensor) -> Tensor:
+    """A per-problem value (0-dim or (B,)) as a view that broadcasts over the factors' last two dimensions."""
+    return values.reshape(values.shape + (1, 1))
+
+
 @register_solver("hals", family="nmf", default_for=("frobenius",))
 class AcceleratedHALS(NMFSolver):
     """Accelerated hierarchical alternating least squares (module docstring)."""
@@ -142,14 +147,12 @@ class AcceleratedHALS(NMFSolver):
         denominator = (kernels.gram(W) * kernels.gram(H, transpose=True)).sum(dim=(-2, -1))
         scale = numerator / denominator.clamp_min(torch.finfo(W.dtype).tiny)
         scale = torch.where(scale > 0, scale, 1.0)
-        self.Wt.mul_(scale.reshape(scale.shape + (1, 1)))
+        self.Wt.mul_(_per_problem(scale))
 
     def _start_extrapolation(self) -> None:
         kernels.cp_balance_([self.W, self.H.mT])
         d = self.problem.data
-        self.norm_sq = kernels.problem_norm_sq(d.X, d.offsets)
-        if self.problem.shared:
-            self.norm_sq = self.norm_sq.expand(self.problem.batch)
+        self.norm_sq = kernels.problem_norm_sq(d.X, d.offsets)  # 0-dim for a shared X: it broadcasts
         # the accepted iterate, the extrapolated one and the work buffers of the two updates;
         # the state holds the best pair so far
         self.W_accepted, self.H_accepted = self.Wt.clone(), self.H.clone()
@@ -166,7 +169,7 @@ class AcceleratedHALS(NMFSolver):
     def _extrapolated_step(self) -> None:
         d, dt, pen = self.problem.data, self.data_t, self.problem.penalties
         beta = self.momentum.beta
-        weight = -beta.reshape(beta.shape + (1, 1))
+        weight = -_per_problem(beta)
         W_y = self.W_extrapolated.mT
         H_next, W_next = self.H_next, self.W_next
         H_next.copy_(self.H_extrapolated)  # warm starts: the extrapolated iterate (the authors' code)
@@ -190,13 +193,13 @@ class AcceleratedHALS(NMFSolver):
         better = objective <= self.best
         if self.active is not None:
             better = better & self.active
-        take = better.reshape(better.shape + (1, 1)).to(H_y.dtype)
+        take = _per_problem(better).to(H_y.dtype)
         self.Wt.lerp_(W_next, take)
         self.H.lerp_(H_y, take)
         self.best = torch.where(better, objective, self.best)
         # W_y = W_n + beta (W_n - W) from the accepted W before it moves on
         torch.lerp(W_next, self.W_accepted, weight, out=self.W_extrapolated)
-        restart = rise.reshape(rise.shape + (1, 1))
+        restart = _per_problem(rise)
         accept = (~restart).to(H_y.dtype)
         self.W_accepted.lerp_(W_next, accept)
         self.H_accepted.lerp_(H_next, accept)
