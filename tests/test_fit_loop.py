@@ -54,3 +54,29 @@ def test_max_iter_warns():
 def test_bad_loop_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_fit(ScriptedSolver([1.0]), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "shape, rank, replicates, expected",
+    [
+        ((200, 100), 5, 100, 1),  # replicates of one X: one problem's 4e5 flops an iteration
+        ((100, 200, 100), 5, None, 2),  # a batch of 100 matrices: 4e7 flops of batched GEMMs
+        ((200, 100), 5, None, 1),
+        ((500, 400), 20, None, 2),  # 1.6e7 flops: the process's setting
+    ],
+)
+def test_auto_threads_follow_the_parallel_work(shape, rank, replicates, expected):
+    from torchnmf_l1 import NMF
+
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X = torch.rand(*shape, dtype=torch.float64)
+        NMF(rank, solver="hals", n_replicates=replicates, seed=0).fit(
+            X, max_iter=1, tol=0, warn=False, callbacks=[lambda info: seen.append(torch.get_num_threads())])
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [expected]
+    assert after == 2  # restored

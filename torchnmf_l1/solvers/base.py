@@ -187,11 +187,15 @@ class NMFSolver(Solver):
         """Current objective: 0-dim, or (B,) (no host sync)."""
         return self.problem.objective(self.W, self.H)
 
-    def work_per_iteration(self) -> float:
-        """Flops of the products with X in one iteration (both factors, every problem)."""
+    def parallel_work(self) -> float:
+        """Flops of the products with X in one iteration (both factors), as ``threads="auto"``
+        weighs them: every problem's for one X or a batch of matrices (whose products are
+        GEMMs over all problems at once, which split over threads), one problem's for
+        replicates of a shared X (the one shared GEMM gains little from a second thread, while
+        each per-problem operation of a sweep pays for waking it)."""
         d = self.problem.data
         m, n = self.problem.shape
-        entries = d.values.numel() if d.sparse else m * n * (self.problem.batch or 1)
+        entries = d.values.numel() if d.sparse else m * n * (d.batch or 1)
         return 4.0 * entries * self.W.shape[-1]
 
     def result_extra(self) -> dict:
