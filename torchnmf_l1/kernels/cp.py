@@ -85,11 +85,12 @@ def cp_balance_(factors: Sequence[Tensor], modes: Sequence[int] | None = None, w
     modes = list(range(len(factors))) if modes is None else list(modes)
     if len(modes) < 2:
         return
-    norms = [torch.linalg.vector_norm(factors[m], dim=-2, keepdim=True) for m in modes]
-    logs = torch.stack([n.log() for n in norms])
-    target = logs.mean(dim=0).exp()
-    positive = torch.stack([n > 0 for n in norms]).all(dim=0)
+    norms = torch.stack([torch.linalg.vector_norm(factors[m], dim=-2, keepdim=True) for m in modes])
+    positive = (norms > 0).all(dim=0)
     if where is not None:
         positive = positive & where
-    for m, norm in zip(modes, norms):
-        factors[m].mul_(torch.where(positive, target / torch.where(positive, norm, 1.0), 1.0))
+    # log 1 = 0 where a component is left as it is: its scales are exp(0) = 1
+    logs = torch.where(positive, norms, 1.0).log()
+    scales = torch.exp(logs.mean(dim=0) - logs)  # the geometric mean over each factor's norm
+    for m, scale in zip(modes, scales.unbind(0)):
+        factors[m].mul_(scale)

@@ -158,7 +158,13 @@ class AcceleratedHALS(NMFSolver):
         self.W_accepted, self.H_accepted = self.Wt.clone(), self.H.clone()
         self.W_extrapolated, self.H_extrapolated = self.Wt.clone(), self.H.clone()
         self.W_next, self.H_next = torch.empty_like(self.Wt), torch.empty_like(self.H)
-        self.best = self.problem.objective(self.W, self.H)
+        # the start's objective from the products, as every step's is (no reconstruction of WH)
+        self.best = kernels.frobenius_from_products(
+            self.norm_sq, kernels.wt_x(self.W, d.X, d.X_t), self.H, kernels.gram(self.W),
+            kernels.gram(self.H, transpose=True),
+        )
+        if self.problem.penalties.active:
+            self.best = self.best + self.problem.penalties.value(self.W, self.H)
         self.momentum = kernels.extrapolation_start(self.best, self.config["beta0"])
 
     def objective(self) -> Tensor:
