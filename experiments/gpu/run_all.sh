@@ -41,7 +41,7 @@ run() {  # run LIMIT NAME COMMAND...: one step under a time limit, its log in RE
 }
 run 180 pytest_cuda python3 -m pytest -q -m cuda -p no:cacheprovider tests
 run 120 bench_bandwidth python3 experiments/bench_bandwidth.py --device cuda --n 100000 1000000 --iterations 5
-run 150 bench_batched python3 experiments/bench_batched.py --device cuda --no-same-error-loops
+run 150 bench_batched python3 experiments/bench_batched.py --device cuda --no-same-error-loops --repeats 2
 run 60 bench_small python3 experiments/bench_small.py --quick --device cuda --no-peers
 for name in bench_bandwidth_cuda bench_batched_cuda bench_small_cuda; do
     [ -f "experiments/results/$name.json" ] && cp "experiments/results/$name.json" "$RESULTS/"
