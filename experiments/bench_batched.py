@@ -79,6 +79,22 @@ def relative_errors(X, model):
     return kernels.relative_error(X, model.W.detach(), model.H.detach()).cpu().double().numpy()
 
 
+def loop_of_single_fits(X, W0, H0, device, options, fit_options):
+    """One NMF fit per start, one after another (our loop): the fitted models."""
+    models = []
+    for W, H in zip(W0, H0):
+        model = NMF(W0.shape[-1], solver="hals", device=device, **options)
+        model.fit(X, W=W, H=H, **fit_options)
+        models.append(model)
+    return models
+
+
+def max_relative_difference(stacked, singles):
+    """max over k of ||W_k H_k - W H|| / ||W H|| between a batched model and the single fits."""
+    return max(float(((stacked.W[i] @ stacked.H[i] - s.W @ s.H).norm() / (s.W @ s.H).norm()).detach())
+               for i, s in enumerate(singles))
+
+
 def timed(run, device, repeats=1):
     """The least wall time of ``repeats`` calls of ``run()`` (the shared machine's slow spells
     hit single timings; the least is the one they spared) and the last call's result."""
@@ -106,11 +122,6 @@ def to_the_same_errors(X, W0, H0, target, max_budget, device, sklearn_seconds, l
         model.fit(X, W=W0, H=H0, max_iter=budget, tol=0, check_every=budget, warn=False)
         return model
 
-    def loop_of_single_fits(options, budget):
-        for i in range(R):
-            NMF(r, solver="hals", device=device, **options).fit(X, W=W0[i], H=H0[i], max_iter=budget, tol=0,
-                                                                 check_every=budget, warn=False)
-
     for label, options in METHODS.items():
         curve = []
         for budget in budgets:
@@ -127,7 +138,8 @@ def to_the_same_errors(X, W0, H0, target, max_budget, device, sklearn_seconds, l
             again, _ = timed(lambda: replicates(options, budget), device, repeats - 1)
             seconds[budget] = min(point["seconds"], again)
             if loops:
-                loop[budget], _ = timed(lambda: loop_of_single_fits(options, budget), device, 2)
+                fit_options = dict(max_iter=budget, tol=0, check_every=budget, warn=False)
+                loop[budget], _ = timed(lambda: loop_of_single_fits(X, W0, H0, device, options, fit_options), device, 2)
         results[label] = dict(
             options=options, curve=curve,
             shares={f"{q:.0%}": None if p is None else dict(
@@ -188,25 +200,16 @@ def main():
     rows["torchnmf_l1 batched"], batched = timed(fit_batch, device, args.repeats)
     rows["torchnmf_l1 replicates"], replicated = timed(fit_replicates, device, args.repeats)
 
-    singles = []
-    sync(device)
-    start = time.perf_counter()
-    for i in range(R):
-        model = NMF(r, solver="hals", device=device, beta0=0.0)
-        model.fit(Xt, W=W0[i], H=H0[i], **options)
-        singles.append(model)
-    sync(device)
-    rows["torchnmf_l1 loop"] = time.perf_counter() - start
-    diff = max(float(((batched.W[i] @ batched.H[i] - s.W @ s.H).norm() / (s.W @ s.H).norm()).detach()) for i, s in enumerate(singles))
-    diff = max(diff, max(float(((replicated.W[i] @ replicated.H[i] - s.W @ s.H).norm() / (s.W @ s.H).norm()).detach())
-                         for i, s in enumerate(singles)))
+    rows["torchnmf_l1 loop"], singles = timed(lambda: loop_of_single_fits(Xt, W0, H0, device, dict(beta0=0.0), options),
+                                              device)
+    diff = max(max_relative_difference(batched, singles), max_relative_difference(replicated, singles))
 
     try:
         from sklearn.decomposition import non_negative_factorization
     except ImportError:  # the GPU image may not have it: the rows against it are left out
         non_negative_factorization = None
+    sklearn_seconds, same_errors = None, None
     if non_negative_factorization is not None:
-
         from threadpoolctl import threadpool_limits
 
         sklearn_seconds = {}
@@ -223,9 +226,6 @@ def main():
               + ", ".join(f"{t}: {s:.3f} s" for t, s in sklearn_seconds.items()))
         rows["sklearn cd loop"] = min(sklearn_seconds.values())
         target = np.array([np.linalg.norm(X - w @ h) / np.linalg.norm(X) for w, h in sklearn_fits])
-
-    same_errors = None
-    if non_negative_factorization is not None:
         same_errors = to_the_same_errors(Xt, W0, H0, target, k, device, rows["sklearn cd loop"],
                                          loops=not args.no_same_error_loops, repeats=args.repeats)
 
@@ -244,7 +244,7 @@ def main():
                    replicates_speedup_over_sklearn_loop=(rows["sklearn cd loop"] / rows["torchnmf_l1 replicates"])
                    if "sklearn cd loop" in rows else None,
                    batched_vs_single_max_relative_difference=diff, to_the_same_errors=same_errors,
-                   sklearn_loop_seconds_by_threads=sklearn_seconds if non_negative_factorization is not None else None)
+                   sklearn_loop_seconds_by_threads=sklearn_seconds)
     path = write(args.output or f"bench_batched_{device.type}", payload)
     print(f"wrote {path}")
 

@@ -165,13 +165,19 @@ class AcceleratedHALS(NMFSolver):
         self.W_extrapolated, self.H_extrapolated = self.Wt.clone(), self.H.clone()
         self.W_next, self.H_next = torch.empty_like(self.Wt), torch.empty_like(self.H)
         # the start's objective from the products, as every step's is (no reconstruction of WH)
-        self.best = kernels.frobenius_from_products(
-            self.norm_sq, kernels.wt_x(self.W, d.X, d.X_t), self.H, kernels.gram(self.W),
-            kernels.gram(self.H, transpose=True),
+        self.best = self._objective_from_products(
+            kernels.wt_x(self.W, d.X, d.X_t), self.H, kernels.gram(self.W), kernels.gram(self.H, transpose=True),
+            self.W, self.H,
         )
-        if self.problem.penalties.active:
-            self.best = self.best + self.problem.penalties.value(self.W, self.H)
         self.momentum = kernels.extrapolation_start(self.best, self.config["beta0"])
+
+    def _objective_from_products(self, XF: Tensor, F: Tensor, G: Tensor, F_gram: Tensor, W: Tensor,
+                                 H: Tensor) -> Tensor:
+        """The objective at (W, H) from an update's products (:func:`kernels.frobenius_from_products`,
+        F one of the two factors as rows) plus the penalties."""
+        value = kernels.frobenius_from_products(self.norm_sq, XF, F, G, F_gram)
+        penalties = self.problem.penalties
+        return value + penalties.value(W, H) if penalties.active else value
 
     def objective(self) -> Tensor:
         """The objective of the state; with extrapolation, the best pair's, tracked from the
@@ -195,9 +201,7 @@ class AcceleratedHALS(NMFSolver):
         W_next.copy_(self.W_extrapolated)
         kernels.hals_nnls_(W_next, XH, HH, max_sweeps=self.sweeps_W, delta=self.delta, l1=pen.l1_W, l2=pen.l2_W,
                            keep_rows_positive=True)
-        objective = kernels.frobenius_from_products(self.norm_sq, XH, W_next, HH, kernels.gram(W_next.mT))
-        if pen.active:
-            objective = objective + pen.value(W_next.mT, H_y)
+        objective = self._objective_from_products(XH, W_next, HH, kernels.gram(W_next.mT), W_next.mT, H_y)
         self.momentum, rise = kernels.extrapolation_update(
             self.momentum, objective, eta=self.config["eta"], gamma=self.config["gamma"],
             gamma_bar=self.config["gamma_bar"],
